@@ -1,0 +1,19 @@
+"""qvit-hw: deploy quantum vision transformers (QViTs) on quantum hardware and simulators."""
+
+from .circuit import QNNSpec, chain, expectations, tree
+from .model import QViT, ModelConfig, ViT, VisionTransformer, build_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelConfig",
+    "QNNSpec",
+    "QViT",
+    "ViT",
+    "VisionTransformer",
+    "__version__",
+    "build_model",
+    "chain",
+    "expectations",
+    "tree",
+]

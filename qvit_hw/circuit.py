@@ -1,0 +1,339 @@
+"""The QNN circuit: one spec, exact torch simulators, and every rendering.
+
+A QNN on n qubits encodes a token x in R^n with RY(x_i) on qubit i, then for each pair
+(p, q) of its pair list, in order, applies RY(a) on p, RY(b) on q and CNOT(p -> q). Its
+output is <Z_i> for every qubit. `QNNSpec` is the single source of truth: the torch
+simulators, the Qiskit circuit, OpenQASM 2/3, Quil and the PennyLane QNode are all
+rendered from it, and the tests check each against the exact simulators.
+
+Weights of one QNN have shape (P, 2): ``weights[k] = (a_k, b_k)`` for pair k. Flattened,
+they are the parameter vector ``w = (a_0, b_0, a_1, b_1, ...)`` of every rendering.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .errors import CircuitError
+
+if TYPE_CHECKING:  # heavy SDK imports stay lazy
+    from qiskit import QuantumCircuit
+
+MIN_QUBITS, MAX_QUBITS = 2, 16
+
+
+@dataclass(frozen=True)
+class QNNSpec:
+    """A QNN's qubit count and its ordered list of entangling pairs (control, target)."""
+
+    n_qubits: int
+    pairs: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        n = self.n_qubits
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n_qubits must be an int, got {type(n).__name__}")
+        if not MIN_QUBITS <= n <= MAX_QUBITS:
+            raise ValueError(f"n_qubits must be in {MIN_QUBITS}..{MAX_QUBITS}, got {n}")
+        pairs = tuple((int(p), int(q)) for p, q in self.pairs)
+        object.__setattr__(self, "pairs", pairs)
+        if not pairs:
+            raise ValueError("pairs must not be empty")
+        seen: set[tuple[int, int]] = set()
+        for p, q in pairs:
+            if not (0 <= p < n and 0 <= q < n):
+                raise ValueError(f"pairs: ({p}, {q}) names a qubit outside 0..{n - 1}")
+            if p == q:
+                raise ValueError(f"pairs: ({p}, {q}) acts twice on qubit {p}")
+            if (p, q) in seen:
+                raise ValueError(f"pairs: ({p}, {q}) is repeated")
+            seen.add((p, q))
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        return (self.n_pairs, 2)
+
+    @property
+    def is_chain(self) -> bool:
+        return self.pairs == chain_pairs(self.n_qubits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_qubits": self.n_qubits, "pairs": [list(p) for p in self.pairs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QNNSpec:
+        return cls(int(data["n_qubits"]), tuple(tuple(p) for p in data["pairs"]))
+
+
+def chain_pairs(n: int) -> tuple[tuple[int, int], ...]:
+    return tuple((i, i + 1) for i in range(n - 1))
+
+
+def chain(n: int) -> QNNSpec:
+    """The default spec: pairs (0,1), (1,2), ..., (n-2, n-1); a path on any chip."""
+    return QNNSpec(n, chain_pairs(n))
+
+
+def tree(n: int) -> QNNSpec:
+    """A binary tree rooted at qubit 0 (pairs (parent, child), breadth first; degree <= 3)."""
+    return QNNSpec(n, tuple(((i - 1) // 2, i) for i in range(1, n)))
+
+
+def pairs_from_string(text: str) -> tuple[tuple[int, int], ...]:
+    """Parse a pair list given on a command line: ``"0-1,1-2,1-3"``."""
+    try:
+        return tuple(
+            (int(p), int(q)) for p, q in (item.split("-") for item in text.split(",") if item)
+        )
+    except ValueError as exc:
+        raise ValueError(f"pairs: expected 'p-q,p-q,...', got {text!r}") from exc
+
+
+# --- exact torch simulators ---------------------------------------------------------------
+
+
+def expectations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """Exact <Z_i> of the QNN: x (..., n) angles, weights (..., P, 2) -> (..., n).
+
+    Leading dimensions broadcast, so x (B, T, 1, n) with weights (Q, P, 2) evaluates Q
+    QNNs on every token at once: (B, T, Q, n). Differentiable in both arguments; the
+    dtype follows the inputs (float32 or float64).
+    """
+    _check_shapes(spec, x, weights)
+    if spec.is_chain:
+        return chain_expectations(x, weights)
+    return statevector_expectations(spec, x, weights)
+
+
+def chain_expectations(x: Tensor, weights: Tensor) -> Tensor:
+    """Closed form for chain specs, O(n) per token.
+
+    <Z_0> = cos(x_0 + a_0); <Z_k> = cos(a_k) <Z_{k-1}> cos(x_k + b_{k-1})
+    - sin(a_k) sin(x_k + b_{k-1}) for 1 <= k <= n-2; <Z_{n-1}> = <Z_{n-2}> cos(x_{n-1} +
+    b_{n-2}). (Heisenberg picture: qubit k is still a product state when CNOT(k-1, k)
+    reaches it, and nothing after RY(a_k) touches Z_k.)
+    """
+    n = x.shape[-1]
+    a, b = weights[..., 0], weights[..., 1]  # (..., n-1) each
+    phi = x[..., 1:] + b  # (..., n-1)
+    cos_phi, sin_phi = torch.cos(phi), torch.sin(phi)
+    cos_a, sin_a = torch.cos(a[..., 1:]), torch.sin(a[..., 1:])  # (..., n-2)
+    z = torch.cos(x[..., 0] + a[..., 0])
+    out = [z]
+    for k in range(1, n - 1):
+        z = cos_a[..., k - 1] * z * cos_phi[..., k - 1] - sin_a[..., k - 1] * sin_phi[..., k - 1]
+        out.append(z)
+    out.append(z * cos_phi[..., n - 2])
+    return torch.stack(out, dim=-1)
+
+
+def statevector_expectations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """Any pair list: the weight-only part fused into one real unitary per QNN.
+
+    The encoding is a product state, so psi = U(w) kron_i RY(x_i)|0>, one matmul per token
+    and no Python loop over tokens or gates at token scale.
+    """
+    u = unitary(spec, weights)  # (..., D, D), real
+    psi0 = product_state(x)  # (..., D)
+    psi = torch.einsum("...ed,...d->...e", u, psi0)  # (..., D)
+    return (psi * psi) @ z_signs(spec.n_qubits, x.dtype, x.device)  # (..., n)
+
+
+def product_state(x: Tensor) -> Tensor:
+    """kron_i (cos(x_i/2), sin(x_i/2)): x (..., n) -> (..., 2^n); qubit 0 most significant."""
+    half = x / 2
+    amps = torch.stack((torch.cos(half), torch.sin(half)), dim=-1)  # (..., n, 2)
+    state = amps[..., 0, :]
+    for i in range(1, x.shape[-1]):
+        state = (state[..., :, None] * amps[..., i, None, :]).flatten(-2)
+    return state
+
+
+def unitary(spec: QNNSpec, weights: Tensor) -> Tensor:
+    """The real 2^n x 2^n matrix of the weight layers: weights (..., P, 2) -> (..., D, D)."""
+    n, dim = spec.n_qubits, 2**spec.n_qubits
+    batch = weights.shape[:-2]
+    u = torch.eye(dim, dtype=weights.dtype, device=weights.device).expand(*batch, dim, dim)
+    for k, (p, q) in enumerate(spec.pairs):
+        u = _apply_ry(u, weights[..., k, 0], p, n)
+        u = _apply_ry(u, weights[..., k, 1], q, n)
+        u = u[..., _cnot_permutation(n, p, q), :]
+    return u
+
+
+def _apply_ry(u: Tensor, theta: Tensor, qubit: int, n: int) -> Tensor:
+    """Left-multiply u (..., D, D) by RY(theta) on one qubit; theta has u's batch shape."""
+    c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+    ry = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)  # (..., 2, 2)
+    *batch, dim, _ = u.shape
+    view = u.reshape(*batch, 2**qubit, 2, 2 ** (n - qubit - 1), dim)
+    return torch.einsum("...ij,...ajbd->...aibd", ry, view).reshape(*batch, dim, dim)
+
+
+@cache
+def _cnot_permutation(n: int, control: int, target: int) -> Tensor:
+    index = torch.arange(2**n)
+    cbit, tbit = 1 << (n - 1 - control), 1 << (n - 1 - target)
+    return torch.where(index & cbit != 0, index ^ tbit, index)
+
+
+_Z_SIGNS: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+
+def z_signs(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(2^n, n) matrix of Z eigenvalues, +1 for bit 0 and -1 for bit 1 (qubit 0 first)."""
+    key = (n, dtype, device)
+    if key not in _Z_SIGNS:
+        bits = (torch.arange(2**n)[:, None] >> torch.arange(n - 1, -1, -1)) & 1
+        _Z_SIGNS[key] = (1 - 2 * bits).to(dtype=dtype, device=device)
+    return _Z_SIGNS[key]
+
+
+def _check_shapes(spec: QNNSpec, x: Tensor, weights: Tensor) -> None:
+    if x.shape[-1] != spec.n_qubits:
+        raise ValueError(f"x: last dimension must be n_qubits={spec.n_qubits}, got {x.shape}")
+    if tuple(weights.shape[-2:]) != spec.weight_shape:
+        raise ValueError(f"weights: trailing shape must be {spec.weight_shape}, got {weights.shape}")
+
+
+# --- renderings -------------------------------------------------------------------------
+
+
+def qiskit_circuit(spec: QNNSpec, *, measure: bool = False) -> QuantumCircuit:
+    """Qiskit circuit with ParameterVectors ``x`` (n inputs) and ``w`` (2P weights)."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import ParameterVector
+
+    x = ParameterVector("x", spec.n_qubits)
+    w = ParameterVector("w", 2 * spec.n_pairs)
+    qc = QuantumCircuit(spec.n_qubits, name=f"qnn{spec.n_qubits}")
+    for i in range(spec.n_qubits):
+        qc.ry(x[i], i)
+    for k, (p, q) in enumerate(spec.pairs):
+        qc.ry(w[2 * k], p)
+        qc.ry(w[2 * k + 1], q)
+        qc.cx(p, q)
+    if measure:
+        qc.measure_all()
+    return qc
+
+
+def bind_values(qc: QuantumCircuit, x: Sequence[float], weights: Sequence[float]) -> dict:
+    """Parameter -> value map for a circuit from `qiskit_circuit` (weights flat or (P, 2))."""
+    flat_w = [float(v) for v in torch.as_tensor(weights, dtype=torch.float64).reshape(-1)]
+    by_name = {p.name: p for p in qc.parameters}
+    values = {by_name[f"x[{i}]"]: float(v) for i, v in enumerate(x)}
+    values.update({by_name[f"w[{j}]"]: v for j, v in enumerate(flat_w)})
+    return values
+
+
+def _angle(v: float) -> str:
+    return format(float(v), ".17g")
+
+
+def _gate_lines(spec: QNNSpec, x_names: Sequence[str], w_names: Sequence[str]) -> list[str]:
+    lines = [f"ry({x_names[i]}) q[{i}];" for i in range(spec.n_qubits)]
+    for k, (p, q) in enumerate(spec.pairs):
+        lines += [
+            f"ry({w_names[2 * k]}) q[{p}];",
+            f"ry({w_names[2 * k + 1]}) q[{q}];",
+            f"cx q[{p}], q[{q}];",
+        ]
+    return lines
+
+
+def qasm3(spec: QNNSpec, weights: Tensor | Sequence[float] | None = None) -> str:
+    """OpenQASM 3: inputs ``x_i`` always parameters; weights ``w_j`` bound if given."""
+    n = spec.n_qubits
+    x_names = [f"x_{i}" for i in range(n)]
+    header = ["OPENQASM 3.0;", 'include "stdgates.inc";']
+    header += [f"input float[64] {name};" for name in x_names]
+    if weights is None:
+        w_names = [f"w_{j}" for j in range(2 * spec.n_pairs)]
+        header += [f"input float[64] {name};" for name in w_names]
+    else:
+        w_names = [_angle(v) for v in torch.as_tensor(weights, dtype=torch.float64).reshape(-1)]
+        if len(w_names) != 2 * spec.n_pairs:
+            raise ValueError(f"weights: expected {2 * spec.n_pairs} values, got {len(w_names)}")
+    body = [f"qubit[{n}] q;", f"bit[{n}] c;", *_gate_lines(spec, x_names, w_names)]
+    body.append("c = measure q;")
+    return "\n".join(header + body) + "\n"
+
+
+def qasm2(spec: QNNSpec, x: Sequence[float], weights: Tensor | Sequence[float]) -> str:
+    """OpenQASM 2 with every angle bound (for tools that read only QASM 2)."""
+    n = spec.n_qubits
+    flat_w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{n}];", f"creg c[{n}];"]
+    lines += _gate_lines(spec, [_angle(v) for v in x], [_angle(v) for v in flat_w])
+    lines += [f"measure q[{i}] -> c[{i}];" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def load_qasm(text: str) -> QuantumCircuit:
+    """Parse OpenQASM 2 or 3 text into a Qiskit circuit; a parse error is a CircuitError."""
+    import qiskit.qasm2
+    import qiskit.qasm3
+
+    try:
+        if text.lstrip().startswith("OPENQASM 2"):
+            return qiskit.qasm2.loads(text)
+        return qiskit.qasm3.loads(text)
+    except Exception as exc:  # the parsers raise many unrelated types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CircuitError(f"QASM does not parse: {first}") from exc
+
+
+def pennylane_qnode(spec: QNNSpec, device: Any = None, **qnode_kwargs: Any) -> Any:
+    """PennyLane QNode ``f(inputs, weights) -> [<Z_i>]`` (TorchLayer-compatible signature).
+
+    ``inputs`` may carry a leading batch dimension (parameter broadcasting).
+    """
+    import pennylane as qml
+
+    dev = device if device is not None else qml.device("default.qubit", wires=spec.n_qubits)
+    qnode_kwargs.setdefault("interface", "torch")
+
+    @qml.qnode(dev, **qnode_kwargs)
+    def qnn(inputs, weights):
+        for i in range(spec.n_qubits):
+            qml.RY(inputs[..., i], wires=i)
+        for k, (p, q) in enumerate(spec.pairs):
+            qml.RY(weights[k, 0], wires=p)
+            qml.RY(weights[k, 1], wires=q)
+            qml.CNOT(wires=[p, q])
+        return [qml.expval(qml.PauliZ(i)) for i in range(spec.n_qubits)]
+
+    return qnn
+
+
+def z_expectations_from_statevector(qc_bound: QuantumCircuit) -> list[float]:
+    """<Z_i> per logical qubit of a bound circuit, from Qiskit's exact Statevector."""
+    from qiskit.quantum_info import Statevector
+
+    probs = Statevector(qc_bound.remove_final_measurements(inplace=False)).probabilities()
+    n = qc_bound.num_qubits
+    return [
+        float(sum(p * (1 - 2 * ((s >> i) & 1)) for s, p in enumerate(probs))) for i in range(n)
+    ]
+
+
+def random_inputs(
+    spec: QNNSpec, rows: int, *, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor]:
+    """Random token angles (rows, n) in [-pi, pi] and weights (P, 2), for tests and demos."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(rows, spec.n_qubits, generator=g, dtype=dtype) * 2 - 1) * math.pi
+    w = (torch.rand(*spec.weight_shape, generator=g, dtype=dtype) * 2 - 1) * math.pi
+    return x, w
