@@ -1,7 +1,7 @@
 """qvit-hw: deploy quantum vision transformers (QViTs) on quantum hardware and simulators."""
 
 from .circuit import QNNSpec, chain, expectations, tree
-from .model import QViT, ModelConfig, ViT, VisionTransformer, build_model
+from .model import ModelConfig, QViT, VisionTransformer, ViT, build_model
 
 __version__ = "0.1.0"
 

@@ -116,6 +116,28 @@ def expectations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     return statevector_expectations(spec, x, weights)
 
 
+def expectations_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """Q QNNs of one spec on every token: x (..., n), weights (Q, P, 2) -> (..., Q, n).
+
+    What a QNN layer needs. The general path applies all Q unitaries with one matmul
+    over the flattened tokens instead of broadcasting a (..., Q, D, D) batch.
+    """
+    _check_shapes(spec, x, weights)
+    if weights.ndim != 3:
+        raise ValueError(f"weights: expected (Q, P, 2), got {tuple(weights.shape)}")
+    if spec.is_chain:
+        return chain_expectations(x[..., None, :], weights)
+    return statevector_per_qnn(spec, x, weights)
+
+
+def statevector_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """The general path of `expectations_per_qnn`, for any pair list (chains included)."""
+    q, dim = weights.shape[0], 2**spec.n_qubits
+    u = unitary(spec, weights).reshape(q * dim, dim)  # (Q*D, D)
+    psi = (product_state(x).reshape(-1, dim) @ u.T).reshape(*x.shape[:-1], q, dim)
+    return (psi * psi) @ z_signs(spec.n_qubits, x.dtype, x.device)  # (..., Q, n)
+
+
 def chain_expectations(x: Tensor, weights: Tensor) -> Tensor:
     """Closed form for chain specs, O(n) per token.
 
@@ -204,7 +226,9 @@ def _check_shapes(spec: QNNSpec, x: Tensor, weights: Tensor) -> None:
     if x.shape[-1] != spec.n_qubits:
         raise ValueError(f"x: last dimension must be n_qubits={spec.n_qubits}, got {x.shape}")
     if tuple(weights.shape[-2:]) != spec.weight_shape:
-        raise ValueError(f"weights: trailing shape must be {spec.weight_shape}, got {weights.shape}")
+        raise ValueError(
+            f"weights: trailing shape must be {spec.weight_shape}, got {weights.shape}"
+        )
 
 
 # --- renderings -------------------------------------------------------------------------
@@ -320,13 +344,12 @@ def pennylane_qnode(spec: QNNSpec, device: Any = None, **qnode_kwargs: Any) -> A
 
 def z_expectations_from_statevector(qc_bound: QuantumCircuit) -> list[float]:
     """<Z_i> per logical qubit of a bound circuit, from Qiskit's exact Statevector."""
+    import numpy as np
     from qiskit.quantum_info import Statevector
 
     probs = Statevector(qc_bound.remove_final_measurements(inplace=False)).probabilities()
-    n = qc_bound.num_qubits
-    return [
-        float(sum(p * (1 - 2 * ((s >> i) & 1)) for s, p in enumerate(probs))) for i in range(n)
-    ]
+    bits = (np.arange(probs.size)[:, None] >> np.arange(qc_bound.num_qubits)) & 1  # little-endian
+    return [float(v) for v in probs @ (1 - 2 * bits)]
 
 
 def random_inputs(

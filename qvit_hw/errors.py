@@ -2,6 +2,7 @@
 
     QvitHwError                     root: `except QvitHwError` catches all of ours
     ├── DataError                   missing data file, wrong image size or layout
+    ├── CheckpointError             training checkpoint or teacher weights missing, corrupt, foreign
     ├── BundleError                 export bundle missing a file, edited, other format version
     ├── CircuitError                QASM / Quil that does not parse or does not match a spec
     ├── TranspileError              unknown target, circuit that does not fit a chip
@@ -26,6 +27,10 @@ class QvitHwError(Exception):
 
 class DataError(QvitHwError):
     """A data set file is missing or holds images of the wrong size or layout."""
+
+
+class CheckpointError(QvitHwError):
+    """A training checkpoint or teacher weights file is missing, corrupt, or does not fit."""
 
 
 class BundleError(QvitHwError):

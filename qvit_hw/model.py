@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .circuit import QNNSpec, chain_pairs, expectations
+from .circuit import QNNSpec, chain_pairs, expectations_per_qnn
 
 Executor = Callable[[QNNSpec, Tensor, Tensor, Sequence[str]], Tensor]
 """(spec, weights (Q, P, 2), angles (B, T, n), names[Q]) -> <Z> (B, T, Q, n)."""
@@ -32,7 +32,7 @@ def exact_executor(
     spec: QNNSpec, weights: Tensor, angles: Tensor, names: Sequence[str] = ()
 ) -> Tensor:
     """Exact, differentiable <Z> of Q QNNs on every token: (B, T, n) -> (B, T, Q, n)."""
-    return expectations(spec, angles[..., None, :], weights)
+    return expectations_per_qnn(spec, angles, weights)
 
 
 @dataclass(frozen=True)
@@ -213,12 +213,12 @@ def build_model(cfg: ModelConfig) -> VisionTransformer:
     return VisionTransformer(cfg)
 
 
-def QViT(**kwargs: Any) -> VisionTransformer:  # noqa: N802 - reads like a class
+def QViT(**kwargs: Any) -> VisionTransformer:
     """A QViT: ``QViT(image_size=28, n_qubits=4, heads=2, num_classes=2)``."""
     return VisionTransformer(ModelConfig(model="qvit", **kwargs))
 
 
-def ViT(**kwargs: Any) -> VisionTransformer:  # noqa: N802
+def ViT(**kwargs: Any) -> VisionTransformer:
     """The classical baseline with Linear Q/K/V and otherwise identical layers."""
     return VisionTransformer(ModelConfig(model="vit", **kwargs))
 
