@@ -1,0 +1,408 @@
+"""The paper's data sets as uint8 RGB arrays, and the one transform into model inputs.
+
+Three sources, one result (`ImageSet`: images (N, S, S, 3) uint8, labels (N,) int64):
+
+- MedMNIST v3, read from the ``medmnist`` package's files: ``{root}/{flag}.npz`` for 28x28
+  and ``{root}/{flag}_{size}.npz`` otherwise, with arrays ``{split}_images`` ((N, S, S)
+  grayscale or (N, S, S, 3) RGB, uint8) and ``{split}_labels`` ((N, 1) int). The npz is read
+  here rather than through ``medmnist``'s Dataset classes, which insist on the official
+  sample counts; ``medmnist.INFO`` gives tasks, class names, URLs and MD5 sums.
+- OASIS (or any image folder): one sub-folder per class, images resized to S x S. With
+  ``train/``, ``val/`` and ``test/`` sub-folders those are the splits; without, every class
+  is split 70/10/20 in a fixed order.
+- scikit-learn's bundled ``digits`` (1,797 real 8x8 images, 10 classes) upsampled to S x S:
+  the offline demo, split 70/10/20 per class in a fixed order.
+
+``load_split(dataset, split, size, root)`` gives an `ImageSet`; ``to_tensor(images, norm)``
+turns its images into model inputs (N, 3, S, S). Training, distillation and ``qvit-hw run``
+all go through these two functions, so every stage sees the same pixels.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import DataError
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+SIZES = (28, 224)  # the model's two input sizes (2x2 and 16x16 patches)
+MEDMNIST = (
+    "breastmnist",
+    "retinamnist",
+    "pneumoniamnist",
+    "dermamnist",
+    "bloodmnist",
+    "organcmnist",
+    "pathmnist",
+)
+IMAGE_FOLDERS = ("oasis",)
+DIGITS = "digits"
+DATASETS = (*MEDMNIST, *IMAGE_FOLDERS, DIGITS)
+SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train / val / test where a source has no splits
+SPLIT_SEED = 0
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """One split of a data set: RGB uint8 images and integer labels."""
+
+    name: str
+    split: str
+    images: np.ndarray  # (N, S, S, 3) uint8; read-only: grayscale is broadcast, not copied
+    labels: np.ndarray  # (N,) int64 in 0..len(classes)-1
+    task: str  # "binary-class", "multi-class" or "ordinal-regression" (MedMNIST's words)
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def first(self, limit: int | None) -> ImageSet:
+        """The first ``limit`` images (all if None): quick trials on large sets."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        if limit is None or limit >= len(self):
+            return self
+        return ImageSet(
+            self.name, self.split, self.images[:limit], self.labels[:limit], self.task, self.classes
+        )
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``(x / 255 - mean) / std``; stored in checkpoints and bundles."""
+
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalization:
+        return cls(tuple(map(float, data["mean"])), tuple(map(float, data["std"])))
+
+
+DEFAULT_NORMALIZATION = Normalization()  # [0, 1] then mean 0.5 / std 0.5, as MedMNIST's examples
+
+
+def to_tensor(images: np.ndarray, norm: Normalization = DEFAULT_NORMALIZATION) -> Tensor:
+    """Model inputs from RGB uint8 images: (N, S, S, 3) uint8 -> (N, 3, S, S) float32."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise TypeError(f"images must be a uint8 numpy array, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous()  # (N, 3, S, S)
+
+
+def resolve_dataset(name: str) -> str:
+    """Canonical data set name: 'pneumonia' and 'PneumoniaMNIST' both give 'pneumoniamnist'."""
+    key = name.strip().lower()
+    if key in DATASETS:
+        return key
+    if f"{key}mnist" in MEDMNIST:
+        return f"{key}mnist"
+    close = difflib.get_close_matches(key, DATASETS, n=2)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ValueError(f"dataset: unknown data set {name!r}{hint} (known: {', '.join(DATASETS)})")
+
+
+def medmnist_path(flag: str, size: int, root: str | os.PathLike[str] | None = None) -> Path:
+    """Where medmnist keeps a data set: ``{root}/{flag}.npz`` (28) or ``{flag}_{size}.npz``."""
+    name = f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+    return _medmnist_root(root) / name
+
+
+def load_split(
+    dataset: str,
+    split: str,
+    size: int = 28,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = False,
+) -> ImageSet:
+    """Load one split of a data set as RGB uint8 images of ``size`` x ``size``.
+
+    ``root`` is the MedMNIST folder (default ``~/.medmnist``) or, for OASIS, the image
+    folder itself; ``download`` fetches a missing MedMNIST file. Raises `DataError` for a
+    missing or malformed file, ValueError for a bad name, split or size.
+    """
+    name = resolve_dataset(dataset)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size}")
+    if name in MEDMNIST:
+        return _load_medmnist(name, split, size, root, download)
+    if name in IMAGE_FOLDERS:
+        if root is None:
+            raise DataError(
+                f"{name} is an image folder (one sub-folder per class): give its path with "
+                "--data-root"
+            )
+        return _load_folder(name, Path(root), split, size)
+    return _load_digits(split, size)
+
+
+# --- MedMNIST -----------------------------------------------------------------------------
+
+
+def _info(flag: str) -> dict[str, Any]:
+    from medmnist.info import INFO
+
+    return INFO[flag]
+
+
+def _medmnist_root(root: str | os.PathLike[str] | None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    return Path.home() / ".medmnist"  # medmnist's DEFAULT_ROOT
+
+
+def _load_medmnist(
+    flag: str, split: str, size: int, root: str | os.PathLike[str] | None, download: bool
+) -> ImageSet:
+    info = _info(flag)
+    path = medmnist_path(flag, size, root)
+    if not path.is_file():
+        if not download:
+            raise DataError(
+                f"{path} not found: run again with --download, or fetch "
+                f"{info[_url_key(size)]} into {path.parent}"
+            )
+        download_medmnist(flag, size, root)
+    images_key, labels_key = f"{split}_images", f"{split}_labels"
+    try:
+        with np.load(path) as npz:
+            missing = [k for k in (images_key, labels_key) if k not in npz.files]
+            if missing:
+                raise DataError(f"{path} has no array {missing[0]!r} (it holds {npz.files})")
+            images, labels = npz[images_key], npz[labels_key]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path} is not a readable npz file ({exc})") from exc
+    classes = tuple(info["label"][str(i)] for i in range(len(info["label"])))
+    where = f"{path}: {images_key}"
+    return ImageSet(
+        flag,
+        split,
+        _as_rgb(images, size, where),
+        _as_labels(labels, len(images), len(classes), f"{path}: {labels_key}"),
+        info["task"],
+        classes,
+    )
+
+
+def _url_key(size: int) -> str:
+    return "url" if size == 28 else f"url_{size}"
+
+
+def download_medmnist(flag: str, size: int, root: str | os.PathLike[str] | None = None) -> Path:
+    """Download ``{flag}[_{size}].npz`` from medmnist's Zenodo record and check its MD5.
+
+    (medmnist's own ``download()`` needs torchvision, which this environment cannot import.)
+    The file appears only once complete and verified.
+    """
+    from rich.console import Console
+    from rich.progress import wrap_file
+
+    info = _info(flag)
+    url = info[_url_key(size)]
+    md5 = info["MD5" if size == 28 else f"MD5_{size}"]
+    path = medmnist_path(flag, size, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    md5sum = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, part.open("wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            console = Console(stderr=True)
+            with wrap_file(response, total, description=path.name, console=console) as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+                    md5sum.update(chunk)
+        digest = md5sum.hexdigest()
+        if digest != md5:
+            raise DataError(f"{url} arrived with MD5 {digest}, expected {md5}; try again")
+        os.replace(part, path)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(
+            f"could not download {url} ({reason}); fetch it elsewhere and put it at {path}"
+        ) from exc
+    finally:
+        part.unlink(missing_ok=True)
+    return path
+
+
+def _as_rgb(images: np.ndarray, size: int, where: str) -> np.ndarray:
+    """(N, S, S) or (N, S, S, 3) uint8 -> (N, S, S, 3); grayscale is broadcast, not copied."""
+    if images.dtype != np.uint8:
+        raise DataError(f"{where} has dtype {images.dtype}, expected uint8")
+    if images.ndim == 3 and images.shape[1:] == (size, size):
+        return np.broadcast_to(images[..., None], (*images.shape, 3))
+    if images.ndim == 4 and images.shape[1:] == (size, size, 3):
+        return images
+    raise DataError(
+        f"{where} has shape {images.shape}, expected (N, {size}, {size}) or "
+        f"(N, {size}, {size}, 3) for size {size}"
+    )
+
+
+def _as_labels(labels: np.ndarray, n: int, n_classes: int, where: str) -> np.ndarray:
+    """(N, 1) or (N,) integer labels -> (N,) int64, checked against the class count."""
+    flat = labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
+    if flat.ndim != 1 or len(flat) != n or not np.issubdtype(flat.dtype, np.integer):
+        raise DataError(
+            f"{where} has shape {labels.shape} and dtype {labels.dtype}, expected ({n}, 1) "
+            "integers (one label per image)"
+        )
+    labels = flat
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{where} holds labels outside 0..{n_classes - 1}")
+    return labels.astype(np.int64)
+
+
+# --- image folders (OASIS) ----------------------------------------------------------------
+
+
+def _load_folder(name: str, root: Path, split: str, size: int) -> ImageSet:
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder (expected one sub-folder per class)")
+    has_splits = (root / "train").is_dir()
+    classes = _class_folders(root / "train" if has_splits else root)
+    if has_splits:
+        base = root / split
+        if not base.is_dir():
+            raise DataError(f"{root} has a train/ folder but no {split}/ folder")
+        unknown = sorted(set(_class_folders(base)) - set(classes))
+        if unknown:
+            raise DataError(f"{base} has classes {unknown} that {root / 'train'} lacks")
+        files = [(f, c) for c, cls in enumerate(classes) for f in _images_in(base / cls)]
+    else:
+        every = [(f, c) for c, cls in enumerate(classes) for f in _images_in(root / cls)]
+        labels = np.array([c for _, c in every], dtype=np.int64)
+        files = [every[i] for i in split_indices(labels, split)]
+    if not files:
+        raise DataError(f"{root}: the {split} split holds no images")
+    images = np.stack([_read_image(f, size) for f, _ in files])  # (N, S, S, 3)
+    labels = np.array([c for _, c in files], dtype=np.int64)
+    task = "binary-class" if len(classes) == 2 else "multi-class"
+    return ImageSet(name, split, images, labels, task, classes)
+
+
+def _class_folders(base: Path) -> tuple[str, ...]:
+    classes = tuple(sorted(d.name for d in base.iterdir() if d.is_dir()))
+    if len(classes) < 2:
+        raise DataError(f"{base} needs at least two class sub-folders, found {list(classes)}")
+    return classes
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)  # (S, S, 3)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path} is not a readable image ({exc})") from exc
+
+
+# --- digits -------------------------------------------------------------------------------
+
+
+def _load_digits(split: str, size: int) -> ImageSet:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    index = split_indices(labels, split)
+    x = torch.from_numpy(digits.images[index]).float()[:, None] / 16.0  # (N, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    gray = (x.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()  # (N, S, S)
+    classes = tuple(str(i) for i in range(10))
+    return ImageSet(
+        DIGITS, split, _as_rgb(gray, size, DIGITS), labels[index], "multi-class", classes
+    )
+
+
+def split_indices(
+    labels: np.ndarray, split: str, fractions: Sequence[float] = SPLIT_FRACTIONS
+) -> np.ndarray:
+    """Indices of ``split`` in a fixed per-class 70/10/20 split (same answer on every call)."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    bounds = np.cumsum(fractions)[:2]
+    part = SPLITS.index(split)
+    chosen = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.round(bounds * len(members)).astype(int)
+        chosen.append(np.split(members, cuts)[part])
+    return np.sort(np.concatenate(chosen))
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    source: str
+    task: str
+    classes: int
+    samples: str  # "train/val/test" counts, or where the images come from
+
+
+def dataset_infos() -> list[DatasetInfo]:
+    """One row per known data set, for ``qvit-hw datasets``."""
+    rows = []
+    for flag in MEDMNIST:
+        info = _info(flag)
+        n = info["n_samples"]
+        rows.append(
+            DatasetInfo(
+                flag,
+                "medmnist",
+                info["task"],
+                len(info["label"]),
+                f"{n['train']}/{n['val']}/{n['test']}",
+            )
+        )
+    rows.append(DatasetInfo("oasis", "image folder", "multi-class", 4, "your folder (--data-root)"))
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    counts = "/".join(str(len(split_indices(target, s))) for s in SPLITS)
+    rows.append(DatasetInfo(DIGITS, "scikit-learn", "multi-class", 10, f"{counts} (offline)"))
+    return rows
