@@ -1,6 +1,7 @@
 """qvit-hw: deploy quantum vision transformers (QViTs) on quantum hardware and simulators."""
 
 from .circuit import QNNSpec, chain, expectations, tree
+from .export import load_bundle
 from .model import ModelConfig, QViT, VisionTransformer, ViT, build_model
 
 __version__ = "0.1.0"
@@ -15,5 +16,6 @@ __all__ = [
     "build_model",
     "chain",
     "expectations",
+    "load_bundle",
     "tree",
 ]

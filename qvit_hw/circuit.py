@@ -305,6 +305,36 @@ def qasm2(spec: QNNSpec, x: Sequence[float], weights: Tensor | Sequence[float]) 
     return "\n".join(lines) + "\n"
 
 
+def quil(spec: QNNSpec, weights: Tensor | Sequence[float] | None = None) -> str:
+    """Quil text (built with pyquil): ``DECLARE x REAL[n]`` inputs, RY/CNOT, ``ro`` measured.
+
+    Weights are ``DECLARE w REAL[2P]`` parameters unless given, then bound as numbers.
+    """
+    from pyquil import Program
+    from pyquil.gates import CNOT, MEASURE, RY
+
+    n = spec.n_qubits
+    prog = Program()
+    x = prog.declare("x", "REAL", n)
+    if weights is None:
+        w_ref = prog.declare("w", "REAL", 2 * spec.n_pairs)
+        w: list[Any] = [w_ref[j] for j in range(2 * spec.n_pairs)]
+    else:
+        w = [float(v) for v in torch.as_tensor(weights, dtype=torch.float64).reshape(-1)]
+        if len(w) != 2 * spec.n_pairs:
+            raise ValueError(f"weights: expected {2 * spec.n_pairs} values, got {len(w)}")
+    ro = prog.declare("ro", "BIT", n)
+    for i in range(n):
+        prog += RY(x[i], i)
+    for k, (p, q) in enumerate(spec.pairs):
+        prog += RY(w[2 * k], p)
+        prog += RY(w[2 * k + 1], q)
+        prog += CNOT(p, q)
+    for i in range(n):
+        prog += MEASURE(i, ro[i])
+    return prog.out()
+
+
 def load_qasm(text: str) -> QuantumCircuit:
     """Parse OpenQASM 2 or 3 text into a Qiskit circuit; a parse error is a CircuitError."""
     import qiskit.qasm2

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .errors import QvitHwError
+
+if TYPE_CHECKING:
+    from .train import RunResult, TrainOptions
 
 app = typer.Typer(
     help="Deploy quantum vision transformers on quantum hardware and simulators.",
@@ -49,12 +52,408 @@ def params() -> None:
     Console().print(table)
 
 
+# --- train, distill, datasets (qvit_hw.train, qvit_hw.data) --------------------------------
+
+_DATASET = typer.Option(
+    ...,
+    help="Data set: a MedMNIST name (breastmnist, retinamnist, pneumoniamnist, dermamnist, "
+    "bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), 'oasis' (an image folder "
+    "given by --data-root) or 'digits' (scikit-learn, offline). `qvit-hw datasets` lists them.",
+)
+_SIZE = typer.Option(28, help="Image size: 28 (2x2 patches) or 224 (16x16 patches).")
+_QUBITS = typer.Option(4, help="Qubits per QNN, which is also the embedding size n (paper: 4, 8).")
+_HEADS = typer.Option(2, help="Attention heads; each has its own query, key and value QNNs.")
+_MODEL = typer.Option("qvit", help="qvit (QNN query/key/value) or vit (Linear; the baseline).")
+_PAIRS = typer.Option(
+    None, help="Entangling pairs of every QNN as '0-1,1-2,2-3' (default: the chain)."
+)
+_EPOCHS = typer.Option(100, help="Training epochs (paper: 100); lr / 10 at 50 % and 75 % of them.")
+_LR = typer.Option(1e-3, help="Adam learning rate (paper: 1e-3).")
+_BATCH = typer.Option(32, help="Batch size (paper: 32).")
+_SEED = typer.Option(0, help="Seed of weights and shuffling; same seed, same result.")
+_OUT = typer.Option(..., help="Run directory: last.pt, best.pt and metrics.json go here.")
+_DATA_ROOT = typer.Option(
+    None, help="MedMNIST folder (default ~/.medmnist) or, for oasis, the image folder."
+)
+_DOWNLOAD = typer.Option(
+    False, "--download", help="Download a missing MedMNIST file (needs internet)."
+)
+_LIMIT = typer.Option(None, help="Use only the first N images of each split (quick trials).")
+_RESUME = typer.Option(
+    False, "--resume", help="Continue the run in --out after its last saved epoch."
+)
+_OVERWRITE = typer.Option(False, "--overwrite", help="Delete the run in --out and start again.")
+
+
+def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(tuple(map(int, p.split("-"))) for p in text.split(","))
+    except ValueError:
+        fail(f"--pairs: expected pairs like '0-1,1-2,2-3', got {text!r}")
+
+
+def _train_options(**kwargs: object) -> TrainOptions:
+    from .train import Schedule, TrainOptions
+
+    schedule_keys = ("epochs", "lr", "batch_size")
+    try:
+        schedule = Schedule(**{k: kwargs.pop(k) for k in schedule_keys})
+        kwargs["pairs"] = _parse_pairs(kwargs["pairs"])
+        return TrainOptions(schedule=schedule, **kwargs)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _report(result: RunResult, title: str) -> None:
+    table = Table(title=title)
+    for col in ("best epoch", "val ACC", "val AUC", "test ACC", "test AUC", "s / epoch", "best.pt"):
+        table.add_column(col, justify="right")
+    best, test = result.best, result.test
+    row = (best["val_acc"], best["val_auc"], test.acc, test.auc)
+    table.add_row(
+        str(best["epoch"]),
+        *(f"{v:.4f}" for v in row),
+        f"{result.seconds_per_epoch:.1f}",
+        str(result.out / "best.pt"),
+    )
+    Console().print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List the data sets `train` and `distill` read, with task, classes and split sizes."""
+    from .data import dataset_infos
+
+    table = Table(title="Data sets (--dataset)")
+    for col in ("name", "source", "task", "classes", "train/val/test"):
+        table.add_column(col)
+    for row in dataset_infos():
+        table.add_row(row.name, row.source, row.task, str(row.classes), row.samples)
+    Console().print(table)
+
+
+@app.command()
+def train(
+    dataset: str = _DATASET,
+    size: int = _SIZE,
+    qubits: int = _QUBITS,
+    heads: int = _HEADS,
+    model: str = _MODEL,
+    pairs: str | None = _PAIRS,
+    epochs: int = _EPOCHS,
+    lr: float = _LR,
+    batch_size: int = _BATCH,
+    seed: int = _SEED,
+    out: str = _OUT,
+    data_root: str | None = _DATA_ROOT,
+    download: bool = _DOWNLOAD,
+    limit: int | None = _LIMIT,
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Train a QViT (or the ViT baseline) with the paper's schedule; Ctrl-C stops after the
+    last saved epoch and --resume continues it exactly."""
+    from .errors import RunInterrupted
+    from .train import train as run_train
+
+    opts = _train_options(
+        dataset=dataset, size=size, model=model, n_qubits=qubits, heads=heads, pairs=pairs,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, limit=limit,
+        data_root=data_root, download=download,
+    )  # fmt: skip
+    try:
+        result = run_train(opts, out, resume=resume, overwrite=overwrite, console=console)
+    except RunInterrupted as exc:
+        fail(str(exc), code=130)
+    except KeyboardInterrupt:  # between epochs' work (data, test): every epoch is saved
+        fail("interrupted; run the same command with --resume to continue", code=130)
+    _report(result, f"{model} on {dataset} ({size}x{size}, {qubits} qubits, {heads} heads)")
+
+
+@app.command()
+def distill(
+    dataset: str = _DATASET,
+    size: int = _SIZE,
+    qubits: int = _QUBITS,
+    heads: int = _HEADS,
+    model: str = _MODEL,
+    pairs: str | None = _PAIRS,
+    epochs: int = _EPOCHS,
+    lr: float = _LR,
+    batch_size: int = _BATCH,
+    seed: int = _SEED,
+    out: str = _OUT,
+    data_root: str | None = _DATA_ROOT,
+    download: bool = _DOWNLOAD,
+    limit: int | None = _LIMIT,
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+    kd_epochs: int = typer.Option(50, help="Epochs of MSE pre-training (paper: 50; Adam 1e-3)."),
+    teacher_epochs: int = typer.Option(
+        100, help="Epochs of teacher fine-tuning (the paper's schedule; it does not say)."
+    ),
+    teacher_lr: float = typer.Option(1e-3, help="Adam learning rate of teacher fine-tuning."),
+    teacher_checkpoint: str | None = typer.Option(
+        None, help="Skip fine-tuning: use this teacher (OUT/teacher/best.pt of a distill run)."
+    ),
+    teacher_weights: str | None = typer.Option(
+        None,
+        help="Start the teacher from this timm tiny_vit_5m_224 checkpoint (e.g. model.safetensors "
+        "of timm/tiny_vit_5m_224.dist_in22k_ft_in1k).",
+    ),
+    teacher_pretrained: bool = typer.Option(
+        False,
+        "--teacher-pretrained",
+        help="Download timm's ImageNet weights from the Hugging Face Hub (needs internet).",
+    ),
+) -> None:
+    """Knowledge distillation as in the paper: fine-tune a TinyViT-5M teacher, pre-train the
+    student on the MSE of the post-ReLU n-vectors, copy the teacher's last layer, train."""
+    from .errors import RunInterrupted
+    from .train import KD_SCHEDULE, DistillOptions, Schedule
+    from .train import distill as run_distill
+
+    opts = _train_options(
+        dataset=dataset, size=size, model=model, n_qubits=qubits, heads=heads, pairs=pairs,
+        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, limit=limit,
+        data_root=data_root, download=download,
+    )  # fmt: skip
+    try:
+        kd = Schedule(epochs=kd_epochs, lr=lr, batch_size=batch_size, decay_at=KD_SCHEDULE.decay_at)
+        teacher = Schedule(epochs=teacher_epochs, lr=teacher_lr, batch_size=batch_size)
+        dopts = DistillOptions(
+            opts,
+            kd=kd,
+            teacher=teacher,
+            teacher_checkpoint=teacher_checkpoint,
+            teacher_weights=teacher_weights,
+            teacher_pretrained=teacher_pretrained,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        result = run_distill(dopts, out, resume=resume, overwrite=overwrite, console=console)
+    except RunInterrupted as exc:
+        fail(str(exc), code=130)
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command with --resume to continue", code=130)
+    _report(result, f"{model} on {dataset} with KD ({size}x{size}, {qubits} qubits)")
+
+
+# --- export, transpile (qvit_hw.export, qvit_hw.transpile) ---------------------------------
+
+
+@app.command()
+def export(
+    checkpoint: str = typer.Argument(..., help="A training checkpoint (OUT/best.pt of train)."),
+    out: str = typer.Option(..., help="Bundle directory to write."),
+    per_token: int = typer.Option(
+        0, help="Also write bound OpenQASM 2 files for the first N tokens of --image."
+    ),
+    image: str | None = typer.Option(
+        None,
+        help="For --per-token: an image file (.png, .npy, ...) or an index into the "
+        "checkpoint's test split.",
+    ),
+    data_root: str | None = _DATA_ROOT,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+) -> None:
+    """Write a bundle: weights.safetensors, manifest.json and OpenQASM 3 per QNN."""
+    from .data import Normalization, to_tensor
+    from .export import export_bundle, qnns, read_image
+    from .model import VisionTransformer
+    from .train import load_checkpoint
+
+    model, info = load_checkpoint(checkpoint)
+    if not isinstance(model, VisionTransformer):
+        fail(f"{checkpoint} holds a {info['arch']} teacher; export a QViT or ViT checkpoint")
+    tensor, label = None, ""
+    if per_token:
+        if image is None:
+            fail("--per-token needs --image (a file or an index into the test split)")
+        pixels, label = read_image(image, model, info, data_root)
+        tensor = to_tensor(pixels[None], Normalization.from_dict(info["normalization"]))
+    try:
+        path = export_bundle(
+            model, out, info=info, per_token=per_token, image=tensor, image_label=label,
+            overwrite=overwrite,
+        )  # fmt: skip
+    except ValueError as exc:
+        fail(str(exc))
+    entries = qnns(model)
+    console.print(
+        f"wrote {path}: {len(entries)} QNNs"
+        + (f", {per_token} tokens of {label} as OpenQASM 2" if per_token else ""),
+        highlight=False,
+    )
+
+
+@app.command()
+def transpile(
+    bundle: str = typer.Argument(..., help="A bundle directory from `qvit-hw export`."),
+    target: list[str] = typer.Option(
+        ...,
+        help="Device: ibm_brisbane, ibm_torino, ibm_fez, rigetti_ankaa_3, "
+        "rigetti_cepheus_1_108q (repeat for several).",
+    ),
+    out: str | None = typer.Option(
+        None, help="Where transpile_<target>.json (and quil/) go; default: the bundle."
+    ),
+    seed: int = typer.Option(0, help="Seed of the transpiler's layout and routing."),
+    snapshot: bool = typer.Option(
+        False, "--snapshot", help="Use the offline snapshot even where credentials are set."
+    ),
+) -> None:
+    """Transpile every QNN of a bundle once per target: depth, 2-qubit gates, SWAPs,
+    layout, estimated success, copies per execution (k); JSON, and Quil for Rigetti."""
+    from .export import load_bundle, qnns
+    from .transpile import get_target
+    from .transpile.report import transpile_report
+
+    model, _ = load_bundle(bundle)
+    entries = qnns(model)
+    if not entries:
+        fail(f"{bundle} holds a ViT: it has no QNNs to transpile")
+    devices = [get_target(t, live=False if snapshot else None) for t in target]  # names first
+    for dt in devices:
+        with console.status(f"transpiling {len(entries)} QNNs for {dt.name}"):
+            report = transpile_report(entries, dt, out or bundle, seed=seed)
+        table = Table(title=f"{dt.name}: {dt.num_qubits} qubits", caption=dt.source)
+        table.add_column("QNN", no_wrap=True)
+        for col in ("depth", "2q", "SWAPs"):
+            table.add_column(col, justify="right")
+        table.add_column("layout")
+        for col in ("success", "k", "s"):
+            table.add_column(col, justify="right")
+        for row in report["qnns"]:
+            success = row["est_success"]
+            table.add_row(
+                row["qnn"], str(row["depth"]), str(row["two_qubit_gates"]), str(row["swaps"]),
+                " ".join(map(str, row["layout"])),
+                "n/a" if success is None else f"{success:.3f}",
+                str(row["copies"]), f"{row['transpile_seconds']:.2f}",
+            )  # fmt: skip
+        Console().print(table)
+        where = out or bundle
+        console.print(f"wrote {where}/transpile_{dt.name}.json", highlight=False)
+
+
+# --- backends, run (qvit_hw.backends, qvit_hw.jobs) ---------------------------------------
+
+
+@app.command()
+def backends() -> None:
+    """List every backend `run` accepts, what it needs and its options (name?key=value)."""
+    from .backends import backend_infos
+
+    table = Table(title="Backends (--backend NAME or NAME?option=value&...)")
+    for col in ("name", "what", "needs", "options", "status"):
+        table.add_column(col)
+    for info in backend_infos():
+        status = "available" if info.available else "next release"
+        style = None if info.available else "dim"
+        table.add_row(info.name, info.description, info.needs, info.options, status, style=style)
+    Console().print(table)
+
+
+def _resume_hint(exc: Exception, out: str) -> str:
+    """For failures while jobs ran: where finished jobs are kept and how to go on."""
+    from pathlib import Path
+
+    from .errors import BackendError, BackendNotFoundError, RunInterrupted
+
+    journal = Path(out) / "journal.sqlite"
+    if not isinstance(exc, BackendError | RunInterrupted) or isinstance(exc, BackendNotFoundError):
+        return ""
+    if not journal.exists():
+        return ""
+    return f"; finished jobs are kept in {journal}: run again with --resume to continue"
+
+
+@app.command()
+def run(
+    bundle: str = typer.Argument(..., help="A bundle directory from `qvit-hw export`."),
+    backend: str = typer.Option(
+        "statevector",
+        help="Backend name, options as a query string: statevector, shots?seed=1, "
+        "fake_brisbane, 'mock?transient=0.3&inner=shots' (`qvit-hw backends` lists them).",
+    ),
+    dataset: str | None = typer.Option(None, help="Data set (default: the bundle's own)."),
+    split: str = typer.Option("test", help="train, val or test."),
+    limit: int | None = typer.Option(None, help="Only the first N images of the split."),
+    shots: int = typer.Option(1000, help="Shots per circuit (exact backends ignore them)."),
+    out: str = typer.Option(..., help="Run directory (predictions, rows, jobs, cost, journal)."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out: reuse finished jobs, re-attach."
+    ),
+    batch_size: int = typer.Option(8, help="Images per forward pass (one scheduler call)."),
+    mitigate: str = typer.Option(
+        "none", help="none, readout (calibration circuits) or readout-props (backend data)."
+    ),
+    max_copies: int | None = typer.Option(
+        None, help="At most K packed copies per execution (default: as many as fit)."
+    ),
+    job_size: int | None = typer.Option(
+        None, help="At most E executions per job (default: the backend's limit)."
+    ),
+    max_in_flight: int = typer.Option(4, help="Jobs submitted and not yet finished, at most."),
+    job_timeout: float = typer.Option(
+        4 * 3600.0, help="Seconds a job may take before the run stops (resumable)."
+    ),
+    poll_interval: float = typer.Option(1.0, help="Seconds between status polls."),
+    seed: int = typer.Option(0, help="Transpiler seed."),
+    data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
+) -> None:
+    """Run a bundle's inference with every QNN row executed on a backend through the job
+    scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
+    from .jobs.run import RunOptions, run_bundle
+
+    try:
+        options = RunOptions(
+            bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
+            shots=shots, batch_size=batch_size, mitigate=mitigate, max_copies=max_copies,
+            job_size=job_size, max_in_flight=max_in_flight, job_timeout=job_timeout,
+            poll_interval=poll_interval, seed=seed, data_root=data_root,
+        )  # fmt: skip
+        summary = run_bundle(options, out, resume=resume, console=console)
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted; finished jobs are kept in {out}/journal.sqlite: run the same "
+            "command with --resume to continue",
+            code=130,
+        )
+    except (QvitHwError, ValueError) as exc:
+        fail(f"{exc}{_resume_hint(exc, out)}")
+    cost = summary.cost
+    table = Table(title=f"{bundle} on {backend}: {summary.images} images", show_header=False)
+    rows = [
+        ("predictions equal to the exact model's", f"{summary.agreement:.1%}"),
+        ("accuracy (backend / exact)", f"{summary.accuracy:.3f} / {summary.exact_accuracy:.3f}"),
+        ("MAE of <Z> vs exact (mitigated / raw)", f"{summary.z_mae:.4f} / {summary.z_mae_raw:.4f}"),
+        ("rows / unique rows", f"{cost['rows']:,} / {cost['unique_rows']:,}"),
+        ("executions (per image)", f"{cost['executions']:,} ({cost['executions_per_image']:.1f})"),
+        ("copies per execution", ", ".join(map(str, cost["packing"].values()))),
+        ("jobs (submitted / reused / retries)",
+         f"{cost['jobs']} ({cost['submitted']} / {cost['reused']} / {cost['retries']})"),
+        ("wall seconds", f"{cost['wall_seconds']:.1f}"),
+    ]  # fmt: skip
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+    console.print(f"wrote {out}", highlight=False)
+
+
 def main() -> None:
     """Entry point that turns our errors into one line and exit status 1."""
     try:
         app()
     except QvitHwError as exc:
-        fail(str(exc))
+        try:
+            fail(str(exc))  # typer.Exit escapes here: app() is no longer there to catch it
+        except typer.Exit as stop:
+            sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
         sys.exit(130)

@@ -1,0 +1,97 @@
+"""Transpile report: every QNN of a bundle on one target, as JSON (and Quil for Rigetti).
+
+QNNs that share a spec (all of a layer) share one compiled template, so each spec is
+transpiled once; rows differ in name, weights and, for Rigetti, their Quil file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..circuit import QNNSpec
+from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn
+from .targets import DeviceTarget, get_target
+
+
+@dataclass(frozen=True)
+class QNNRow:
+    """One line of the report (numbers per copy, of the best placement)."""
+
+    qnn: str
+    n_qubits: int
+    depth: int
+    two_qubit_gates: int
+    swaps: int
+    layout: list[int]
+    est_success: float | None  # None: the target has no calibration numbers
+    copies: int
+    transpile_seconds: float
+    quil: str | None  # relative path of the native Quil file (Rigetti targets)
+
+
+def transpile_report(
+    qnns: Sequence[Any], target: DeviceTarget | str, out: str | os.PathLike[str], *, seed: int = 0
+) -> dict[str, Any]:
+    """Compile each distinct spec of ``qnns`` (items with ``name``, ``spec``, ``weights``)
+    for ``target`` and write ``out/transpile_<target>.json`` (+ ``out/quil/*.quil``)."""
+    dt = get_target(target) if isinstance(target, str) else target
+    out = Path(out)
+    compiled: dict[QNNSpec, CompiledQNN] = {}
+    for q in qnns:
+        if q.spec not in compiled:
+            compiled[q.spec] = compile_qnn(q.spec, dt, seed=seed)
+    rows = []
+    for q in qnns:
+        c = compiled[q.spec]
+        quil_path = None
+        if dt.name.startswith("rigetti_"):
+            from .native import native_quil
+
+            quil_path = f"quil/{q.name}.quil"
+            _write_atomic(out / quil_path, native_quil(c, q.weights))
+        rows.append(
+            QNNRow(
+                qnn=q.name,
+                n_qubits=q.spec.n_qubits,
+                depth=c.depth,
+                two_qubit_gates=c.two_qubit_gates,
+                swaps=c.swaps,
+                layout=list(c.placements[0]),
+                est_success=None if math.isnan(c.est_success) else c.est_success,
+                copies=c.copies,
+                transpile_seconds=c.transpile_seconds,
+                quil=quil_path,
+            )
+        )
+    report = {
+        "target": dt.name,
+        "source": dt.source,
+        "num_qubits": dt.num_qubits,
+        "basis_gates": list(dt.basis_gates),
+        "optimization_level": OPTIMIZATION_LEVEL,
+        "specs": [
+            {
+                "spec": spec.to_dict(),
+                "copies": c.copies,
+                "placements": [list(p) for p in c.placements],
+                "transpile_seconds": c.transpile_seconds,
+            }
+            for spec, c in compiled.items()
+        ],
+        "qnns": [asdict(r) for r in rows],
+    }
+    _write_atomic(out / f"transpile_{dt.name}.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

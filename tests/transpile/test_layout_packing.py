@@ -1,0 +1,115 @@
+"""Layout choice by calibration, exact embeddings, regions, and greedy disjoint packing."""
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+from qvit_hw.circuit import QNNSpec, chain, tree
+from qvit_hw.transpile import get_target, packing_factor
+from qvit_hw.transpile.layout import UNUSABLE_ERROR, Chip, embeddings, regions
+from qvit_hw.transpile.packing import pack
+
+CALIBRATED = ("ibm_brisbane", "ibm_torino", "ibm_fez")
+
+
+def random_paths(chip: Chip, n: int, count: int, seed: int) -> np.ndarray:
+    """Random self-avoiding walks of n usable qubits (drawn independently of `embeddings`)."""
+    rng = np.random.default_rng(seed)
+    starts = np.flatnonzero(chip.usable)
+    paths: list[list[int]] = []
+    while len(paths) < count:
+        path = [int(rng.choice(starts))]
+        while len(path) < n:
+            options = [q for q in np.flatnonzero(chip.adjacent[path[-1]]) if q not in path]
+            if not options:
+                break
+            path.append(int(rng.choice(options)))
+        if len(path) == n:
+            paths.append(path)
+    return np.array(paths)
+
+
+@pytest.mark.parametrize("target", CALIBRATED)
+@pytest.mark.parametrize("n", [4, 8])
+def test_chosen_chain_is_no_worse_than_random_valid_paths(compiled, target, n):
+    chip = Chip.of(get_target(target))
+    spec = chain(n)
+    best = compiled(f"chain{n}", target).placements[0]
+    others = random_paths(chip, n, 300, seed=n)
+    best_score = chip.score(np.array([best]), spec.pairs)[0]
+    assert best_score <= chip.score(others, spec.pairs).min()
+    # the score is what the brief says: 2-qubit errors on the path + readout errors
+    dt = get_target(target)
+    edges = [(min(p, q), max(p, q)) for p, q in pairwise(best)]
+    expected = sum(dt.two_qubit_error[e] for e in edges) + sum(dt.readout_error[q] for q in best)
+    assert best_score == pytest.approx(expected)
+
+
+def test_chain_embeddings_are_exactly_the_simple_paths():
+    chip = Chip.of(get_target("rigetti_cepheus_1_108q"))  # 9 x 12 grid, all usable
+    paths = embeddings(chip, chain(3)).placements
+    # a path of 3 is a centre with two distinct neighbours, in both directions
+    degree = chip.adjacent.sum(1)
+    assert len(paths) == int((degree * (degree - 1)).sum())
+    assert len({tuple(p) for p in paths}) == len(paths)
+    assert chip.adjacent[paths[:, 0], paths[:, 1]].all()
+    assert chip.adjacent[paths[:, 1], paths[:, 2]].all()
+
+
+def test_broken_couplers_and_qubits_are_never_used():
+    dt = get_target("ibm_torino")
+    chip = Chip.of(dt)
+    broken = [e for e, err in dt.two_qubit_error.items() if err >= UNUSABLE_ERROR]
+    bad_qubits = [q for q, err in dt.readout_error.items() if err >= UNUSABLE_ERROR]
+    assert broken and bad_qubits  # the snapshot has some
+    paths = embeddings(chip, chain(4)).placements
+    used_edges = {tuple(sorted(e)) for p in paths for e in pairwise(p)}
+    assert not used_edges & set(broken)
+    assert not np.isin(paths, bad_qubits).any()
+
+
+def test_tree_embeds_without_swaps_and_cycles_fall_back_to_regions():
+    heavy_hex = Chip.of(get_target("ibm_fez"))
+    assert len(embeddings(heavy_hex, tree(8)))  # degree-3 nodes 1 and 2 are not adjacent
+    ring = QNNSpec(4, ((0, 1), (1, 2), (2, 3), (3, 0)))
+    assert len(embeddings(heavy_hex, ring)) == 0  # heavy-hex has no 4-cycles
+    found = regions(heavy_hex, ring)
+    assert found.routed and len(found) > 0
+    for region in found.placements[:20]:  # connected: a spanning walk exists inside it
+        sub = heavy_hex.adjacent[np.ix_(region, region)]
+        reach = {0}
+        for _ in range(4):
+            reach |= {j for i in reach for j in np.flatnonzero(sub[i])}
+        assert reach == {0, 1, 2, 3}
+
+
+def test_disconnected_specs_are_placed_compactly():
+    chip = Chip.of(get_target("rigetti_ankaa_3"))
+    spec = QNNSpec(4, ((0, 1), (2, 3)))
+    best = embeddings(chip, spec).placements[0]
+    assert chip.adjacent[best[0], best[1]] and chip.adjacent[best[2], best[3]]
+
+
+def test_packing_is_greedy_disjoint_and_best_first():
+    chip = Chip.of(get_target("ibm_brisbane"))
+    candidates = embeddings(chip, chain(4))
+    chosen = pack(candidates)
+    placements = candidates.placements[chosen]
+    assert len(np.unique(placements)) == placements.size  # disjoint
+    assert chosen[0] == 0 and np.all(np.diff(candidates.scores[chosen]) >= 0)
+    # maximal: every candidate left over shares a qubit with a chosen one
+    free = ~np.isin(candidates.placements, placements).any(axis=1)
+    assert not free.any()
+    assert len(pack(candidates, max_copies=3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "k4", "k8"),
+    [
+        ("rigetti_ankaa_3", 21, 10),  # 7 x 12 grid: rows of 4 tile it exactly (84 / 4)
+        ("rigetti_cepheus_1_108q", 27, 13),  # 9 x 12 grid: 108 / 4
+    ],
+)
+def test_packing_factor_on_uncalibrated_grids(target, k4, k8):
+    assert (packing_factor(target, 4), packing_factor(target, 8)) == (k4, k8)
