@@ -159,7 +159,13 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Patch embedding + positional embedding, one encoder block, mean pooling, ReLU, head."""
+    """Patch embedding + positional embedding, one encoder block, LayerNorm, mean pooling,
+    ReLU, head.
+
+    The final LayerNorm before pooling is the reference QViT's (Comajoan Cara et al., the
+    paper's [2]); without it the pooled n-vector often starts with every entry negative, the
+    ReLU passes nothing and training stalls at chance.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -169,6 +175,7 @@ class VisionTransformer(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, cfg.n_tokens, n))
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.block = Block(cfg)
+        self.norm = nn.LayerNorm(n)
         self.head = nn.Linear(n, cfg.num_classes)
 
     def tokens(self, images: Tensor) -> Tensor:
@@ -187,7 +194,7 @@ class VisionTransformer(nn.Module):
 
     def features(self, images: Tensor) -> Tensor:
         """The post-ReLU n-vector ("penultimate logits") that distillation aligns: (B, n)."""
-        return F.relu(self.block(self.tokens(images)).mean(dim=1))
+        return F.relu(self.norm(self.block(self.tokens(images))).mean(dim=1))  # (B, n)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.head(self.features(images))  # (B, classes)
