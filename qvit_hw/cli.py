@@ -403,6 +403,10 @@ def run(
         4 * 3600.0, help="Seconds a job may take before the run stops (resumable)."
     ),
     poll_interval: float = typer.Option(1.0, help="Seconds between status polls."),
+    retries: int = typer.Option(8, help="Attempts per backend call on transient errors."),
+    retry_wait: float = typer.Option(
+        1.0, help="First backoff in seconds; it doubles per retry (plus jitter), up to 60 s."
+    ),
     seed: int = typer.Option(0, help="Transpiler seed."),
     data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
 ) -> None:
@@ -415,7 +419,8 @@ def run(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             shots=shots, batch_size=batch_size, mitigate=mitigate, max_copies=max_copies,
             job_size=job_size, max_in_flight=max_in_flight, job_timeout=job_timeout,
-            poll_interval=poll_interval, seed=seed, data_root=data_root,
+            poll_interval=poll_interval, retries=retries, retry_wait=retry_wait, seed=seed,
+            data_root=data_root,
         )  # fmt: skip
         summary = run_bundle(options, out, resume=resume, console=console)
     except KeyboardInterrupt:

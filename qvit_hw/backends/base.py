@@ -3,19 +3,33 @@
 A backend takes *pubs* (primitive unified blocs, as in Qiskit's SamplerV2): a
 parametrised, measured circuit plus a (rows, n_params) array of parameter values and a
 shot count. Submission is asynchronous: ``submit`` returns a job id at once, ``status``
-polls it and ``result`` returns one uint8 bit array (rows, shots, n_clbits) per pub.
-Because a job id is all the scheduler keeps, an interrupted run re-attaches to jobs in
-flight instead of paying for them twice.
+polls it and ``result`` returns one `PubResult` per pub. Because a job id is all the
+scheduler keeps, an interrupted run re-attaches to jobs in flight instead of paying for
+them twice.
+
+A `PubResult` holds, per row and classical bit, the mean of ``1 - 2 b`` over the shots
+(sampling backends; `PubResult.from_bits` / `from_packed` reduce a bit array) or the
+exact <Z> (``shots == 0``; the `statevector` backend). The scheduler only needs these
+per-bit means: <Z_i> of a QNN is a one-bit marginal, and readout mitigation inverts a
+per-qubit confusion matrix, which acts on one-bit marginals alone.
+
+Errors at this edge are `TransientBackendError` (the scheduler retries) or
+`PermanentBackendError` (the run stops); each backend maps its SDK's exceptions onto them.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import itertools
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+from ..errors import JobTooLargeError, PermanentBackendError
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -27,6 +41,7 @@ class JobStatus(enum.Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    UNKNOWN = "unknown"  # the backend has no such job (e.g. a local job of an ended process)
 
     @property
     def finished(self) -> bool:
@@ -35,16 +50,56 @@ class JobStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class BackendTarget:
-    """What a backend offers: qubits, connectivity, gates and per-job limits."""
+    """What a backend offers: qubits, connectivity, gates and per-job limits.
+
+    ``qiskit_target`` is the device the scheduler transpiles (and packs) QNNs for; None
+    means an ideal simulator that runs the logical circuit as it is.
+    """
 
     name: str
-    num_qubits: int
-    basis_gates: tuple[str, ...]
+    num_qubits: int | None = None  # None: as many as a circuit needs
+    basis_gates: tuple[str, ...] | None = None  # None: any gate the simulator knows
     coupling_map: tuple[tuple[int, int], ...] | None = None  # None: all-to-all
-    max_circuits: int = 300  # rows (executions) per job
-    max_shots: int = 100_000  # shots per execution
-    max_executions: int | None = None  # rows x shots per job (IBM: 10M)
-    qiskit_target: Target | None = None  # for the transpiler, where there is one
+    max_circuits: int | None = None  # executions (parameter rows) per job
+    max_shots: int | None = None  # shots per execution
+    max_executions: int | None = None  # executions x shots per job (IBM Sampler: 10M)
+    qiskit_target: Target | None = None
+
+    def job_capacity(self, shots: int) -> int | None:
+        """Most executions one job of ``shots`` shots may hold (None: no limit).
+
+        Raises JobTooLargeError when not even one execution fits.
+        """
+        if self.max_shots is not None and shots > self.max_shots:
+            raise JobTooLargeError(
+                f"{shots} shots per circuit exceed {self.name}'s limit of {self.max_shots}"
+            )
+        caps = [c for c in (self.max_circuits,) if c is not None]
+        if self.max_executions is not None:
+            if shots > self.max_executions:
+                raise JobTooLargeError(
+                    f"{shots} shots exceed {self.name}'s limit of {self.max_executions:,} "
+                    "executions (circuits x shots) per job"
+                )
+            caps.append(self.max_executions // max(shots, 1))
+        return min(caps) if caps else None
+
+    def check_job(self, pubs: Sequence[Pub]) -> None:
+        """Raise JobTooLargeError naming the limit a job of ``pubs`` exceeds."""
+        circuits = sum(p.rows for p in pubs)
+        executions = sum(p.rows * p.shots for p in pubs)
+        for pub in pubs:
+            self.job_capacity(pub.shots)
+        if self.max_circuits is not None and circuits > self.max_circuits:
+            raise JobTooLargeError(
+                f"a job of {circuits:,} circuits exceeds {self.name}'s limit of "
+                f"{self.max_circuits:,} circuits per job"
+            )
+        if self.max_executions is not None and executions > self.max_executions:
+            raise JobTooLargeError(
+                f"a job of {executions:,} executions (circuits x shots) exceeds {self.name}'s "
+                f"limit of {self.max_executions:,}"
+            )
 
 
 @dataclass(frozen=True)
@@ -55,9 +110,71 @@ class Pub:
     values: np.ndarray  # (rows, circuit.num_parameters), in circuit.parameters order
     shots: int
 
+    def __post_init__(self) -> None:
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int | np.integer):
+            raise TypeError(f"shots must be an int, got {type(self.shots).__name__}")
+        if self.shots < 1:
+            raise ValueError(f"shots must be >= 1, got {self.shots}")
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != self.circuit.num_parameters:
+            raise ValueError(
+                f"values: expected shape (rows, {self.circuit.num_parameters}), got {values.shape}"
+            )
+        object.__setattr__(self, "values", values)
+
     @property
     def rows(self) -> int:
         return int(self.values.shape[0])
+
+
+@dataclass(frozen=True)
+class PubResult:
+    """Per row and classical bit: mean of (1 - 2 b) over ``shots`` shots, or exact <Z>."""
+
+    z: np.ndarray  # (rows, n_clbits) float64 in [-1, 1]
+    shots: int  # 0: exact expectation values
+
+    @classmethod
+    def from_bits(cls, bits: np.ndarray) -> PubResult:
+        """From unpacked bits (rows, shots, n_clbits), clbit j in column j."""
+        bits = np.asarray(bits)
+        return cls(1.0 - 2.0 * bits.mean(axis=1, dtype=np.float64), int(bits.shape[1]))
+
+    @classmethod
+    def from_packed(cls, array: np.ndarray, num_bits: int) -> PubResult:
+        """From a Qiskit ``BitArray.array``: (rows, shots, bytes), clbit 0 = lowest bit of
+        the last byte."""
+        bits = np.unpackbits(array[..., ::-1], axis=-1, bitorder="little")[..., :num_bits]
+        return cls.from_bits(bits)
+
+    @classmethod
+    def from_ones(cls, ones: np.ndarray, shots: int) -> PubResult:
+        """From counts of 1 per row and clbit (rows, n_clbits) over ``shots`` shots."""
+        return cls(1.0 - 2.0 * np.asarray(ones, dtype=np.float64) / shots, int(shots))
+
+    @property
+    def rows(self) -> int:
+        return int(self.z.shape[0])
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A finished job: one result per pub, and the device time where the backend reports it."""
+
+    pubs: tuple[PubResult, ...]
+    qpu_seconds: float | None = None
+
+
+def pub_seed(seed: int, pub: Pub) -> int:
+    """A sampling seed from a backend's seed and the pub's content.
+
+    The same pub gets the same samples whatever order jobs run in and however often they
+    are resubmitted, so a resumed run reproduces an uninterrupted one.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr((seed, pub.circuit.name, pub.circuit.num_qubits, pub.shots)).encode())
+    h.update(pub.values.tobytes())
+    return int.from_bytes(h.digest(), "little") % 2**31
 
 
 @runtime_checkable
@@ -75,6 +192,38 @@ class Backend(Protocol):
 
     def status(self, job_id: str) -> JobStatus: ...
 
-    def result(self, job_id: str) -> list[np.ndarray]:
-        """Per pub: uint8 bits (rows, shots, n_clbits); clbit j is bit j of the register."""
+    def result(self, job_id: str) -> JobResult:
+        """The finished job's results; a failed job raises PermanentBackendError."""
         ...
+
+    def readout_errors(self) -> dict[int, tuple[float, float]]:
+        """Reported (p(1|0), p(0|1)) per physical qubit; empty where the backend has none."""
+        ...
+
+
+@dataclass
+class LocalJobs:
+    """Job bookkeeping for local simulators, which finish a job while submitting it.
+
+    Their job ids live in this process only: after a restart `status` says UNKNOWN and
+    the scheduler resubmits (nothing was paid for).
+    """
+
+    prefix: str
+    _results: dict[str, JobResult] = field(default_factory=dict)
+    _counter: itertools.count = field(default_factory=itertools.count)
+
+    def add(self, results: Sequence[PubResult]) -> str:
+        """Keep a finished job's results; returns its new id."""
+        job_id = f"{self.prefix}-{next(self._counter):05d}-{uuid.uuid4().hex[:8]}"
+        self._results[job_id] = JobResult(tuple(results))
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        return JobStatus.DONE if job_id in self._results else JobStatus.UNKNOWN
+
+    def result(self, job_id: str) -> JobResult:
+        try:
+            return self._results[job_id]
+        except KeyError:
+            raise PermanentBackendError(f"{self.prefix}: no job {job_id!r}") from None

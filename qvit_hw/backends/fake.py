@@ -1,0 +1,213 @@
+"""`fake_<device>`: Aer with a qiskit-ibm-runtime fake backend's noise model and coupling map.
+
+Every V2 fake backend of ``qiskit_ibm_runtime.fake_provider`` is available under its own
+name (``fake_brisbane``, ``fake_torino``, ``fake_fez``, ...). The backend takes ISA circuits
+for the device, as the real one does, and keeps each packed copy on its physical qubits
+with their noise: a packed circuit is split into its independent copies (qubits linked by
+2-qubit gates), each copy runs as its own circuit over the whole chip (Aer drops the idle
+qubits), and all copies of all rows of a job go to Aer in one call. Limits are IBM's:
+at most ``max_shots`` shots per circuit and 10M executions (circuits x shots) per job.
+``noise=False`` keeps the device's layout and gates but simulates them ideally.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import BackendNotFoundError, PermanentBackendError
+from .base import BackendTarget, JobResult, JobStatus, LocalJobs, Pub, PubResult, pub_seed
+from .simulate import cached_components
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+IBM_MAX_EXECUTIONS = 10_000_000  # circuits x shots per Sampler job
+
+
+@cache
+def fake_device_classes() -> dict[str, str]:
+    """Backend name -> class name of every V2 fake backend (``fake_brisbane``: FakeBrisbane)."""
+    from qiskit_ibm_runtime import fake_provider
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+
+    out = {}
+    for cls_name, cls in vars(fake_provider).items():
+        if inspect.isclass(cls) and issubclass(cls, FakeBackendV2) and cls is not FakeBackendV2:
+            stem = cls_name.removeprefix("Fake").removesuffix("V2").removesuffix("Backend")
+            out[f"fake_{stem.lower()}"] = cls_name
+    return dict(sorted(out.items()))
+
+
+class FakeDeviceBackend:
+    """A fake IBM device simulated by Aer with its noise model (``noise=False``: ideal)."""
+
+    def __init__(self, name: str, *, seed: int = 0, noise: bool = True) -> None:
+        from qiskit_ibm_runtime import fake_provider
+
+        classes = fake_device_classes()
+        if name not in classes:
+            import difflib
+
+            raise BackendNotFoundError(name, difflib.get_close_matches(name, classes, n=2))
+        self.name = name
+        self.seed = int(seed)
+        self.noise = bool(noise)
+        self.device = getattr(fake_provider, classes[name])()
+        config = self.device.configuration() if hasattr(self.device, "configuration") else None
+        self._target = BackendTarget(
+            name,
+            num_qubits=self.device.num_qubits,
+            basis_gates=tuple(sorted(self.device.operation_names)),
+            coupling_map=tuple(self.device.coupling_map.get_edges()),
+            max_shots=int(getattr(config, "max_shots", 0) or 100_000),
+            max_executions=IBM_MAX_EXECUTIONS,
+            qiskit_target=self.device.target,
+        )
+        self._jobs = LocalJobs(name)
+        self._simulator: Any = None
+        self._checked: dict[int, tuple[QuantumCircuit, list[_Copy]]] = {}
+
+    @property
+    def target(self) -> BackendTarget:
+        return self._target
+
+    def submit(self, pubs: Sequence[Pub]) -> str:
+        self._target.check_job(pubs)
+        copies = [self._copies(pub.circuit) for pub in pubs]  # checks ISA before running
+        return self._jobs.add([self._run(p, c) for p, c in zip(pubs, copies, strict=True)])
+
+    def status(self, job_id: str) -> JobStatus:
+        return self._jobs.status(job_id)
+
+    def result(self, job_id: str) -> JobResult:
+        return self._jobs.result(job_id)
+
+    def readout_errors(self) -> dict[int, tuple[float, float]]:
+        """(p(1|0), p(0|1)) per qubit from the target's measure properties, as Aer's noise
+        model reads them (symmetric ``error`` unless asymmetric rates are given)."""
+        measure = self.device.target.get("measure", {})
+        out = {}
+        for qargs, props in measure.items():
+            if qargs is None or props is None or props.error is None:
+                continue
+            e0 = getattr(props, "prob_meas1_prep0", props.error)
+            e1 = getattr(props, "prob_meas0_prep1", props.error)
+            out[qargs[0]] = (float(e0), float(e1))
+        return out
+
+    # --- simulation ----------------------------------------------------------------------
+
+    def simulator(self) -> Any:
+        if self._simulator is None:
+            from qiskit_aer import AerSimulator
+
+            self._simulator = _noisy_simulator(self.name) if self.noise else AerSimulator()
+        return self._simulator
+
+    def _copies(self, circuit: QuantumCircuit) -> list[_Copy]:
+        hit = self._checked.get(id(circuit))
+        if hit is not None and hit[0] is circuit:
+            return hit[1]
+        _check_isa(circuit, self.device.target, self.name)
+        copies = _split(circuit)
+        self._checked[id(circuit)] = (circuit, copies)
+        return copies
+
+    def _run(self, pub: Pub, copies: list[_Copy]) -> PubResult:
+        experiments: list[QuantumCircuit] = []
+        binds: list[dict[Any, Any]] = []
+        for cp in copies:
+            if cp.cols.size:
+                experiments.append(cp.circuit)
+                columns = pub.values[:, cp.cols].T  # (params, rows)
+                binds.append(dict(zip(cp.circuit.parameters, columns, strict=True)))
+            else:  # no parameters: one experiment per row
+                experiments += [cp.circuit] * pub.rows
+                binds += [{}] * pub.rows
+        try:
+            result = (
+                self.simulator()
+                .run(
+                    experiments,
+                    parameter_binds=binds,
+                    shots=pub.shots,
+                    seed_simulator=pub_seed(self.seed, pub),
+                )
+                .result()
+            )
+        except Exception as exc:  # Aer raises AerError and assorted others
+            raise PermanentBackendError(f"{self.name}: Aer failed: {exc}") from exc
+        if not result.success:
+            raise PermanentBackendError(f"{self.name}: Aer failed: {result.status}")
+        ones = np.zeros((pub.rows, pub.circuit.num_clbits), dtype=np.int64)
+        experiment = 0
+        for cp in copies:
+            local = np.zeros((pub.rows, len(cp.clbits)), dtype=np.int64)
+            for row in range(pub.rows):
+                counts = result.results[experiment + row].data.counts
+                outcomes = np.array([int(k, 16) for k in counts])
+                shots = np.array(list(counts.values()))
+                local[row] = shots @ ((outcomes[:, None] >> np.arange(len(cp.clbits))) & 1)
+            ones[:, cp.clbits] = local
+            experiment += pub.rows
+        return PubResult.from_ones(ones, pub.shots)
+
+
+@cache
+def _noisy_simulator(name: str) -> Any:
+    """Aer with the device's noise model (building it takes seconds: once per process)."""
+    from qiskit_aer import AerSimulator
+    from qiskit_ibm_runtime import fake_provider
+
+    return AerSimulator.from_backend(getattr(fake_provider, fake_device_classes()[name])())
+
+
+class _Copy:
+    """One independent part of a packed circuit, over the whole chip, its clbits renumbered."""
+
+    def __init__(self, circuit: QuantumCircuit, cols: np.ndarray, clbits: list[int]) -> None:
+        self.circuit = circuit  # clbit j of this circuit is clbit clbits[j] of the pub's
+        self.cols = cols  # columns of the pub's values, in circuit.parameters order
+        self.clbits = clbits
+
+
+def _split(circuit: QuantumCircuit) -> list[_Copy]:
+    from qiskit import QuantumCircuit
+
+    position = {p: i for i, p in enumerate(circuit.parameters)}
+    out = []
+    for comp in cached_components(circuit):
+        members = {circuit.qubits[q] for q in comp.qubits}
+        clbits = [c for _, c in comp.measured]
+        local = {circuit.clbits[c]: j for j, c in enumerate(clbits)}
+        sub = QuantumCircuit(circuit.num_qubits, len(clbits), name=f"{circuit.name}_part")
+        for inst in circuit.data:
+            if inst.operation.name == "barrier" or not members.issuperset(inst.qubits):
+                continue
+            qargs = [circuit.find_bit(q).index for q in inst.qubits]
+            sub.append(inst.operation, qargs, [local[c] for c in inst.clbits])
+        cols = np.array([position[p] for p in sub.parameters], dtype=np.int64)
+        out.append(_Copy(sub, cols, clbits))
+    return out
+
+
+def _check_isa(circuit: QuantumCircuit, target: Any, name: str) -> None:
+    if circuit.num_qubits > target.num_qubits:
+        raise PermanentBackendError(
+            f"{name}: the circuit has {circuit.num_qubits} qubits, the device {target.num_qubits}"
+        )
+    for inst in circuit.data:
+        op = inst.operation.name
+        if op == "barrier":
+            continue
+        qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+        if not target.instruction_supported(op, qargs):
+            raise PermanentBackendError(
+                f"{name}: {op} on qubits {qargs} is not native to the device; transpile the "
+                "circuit for its target first"
+            )

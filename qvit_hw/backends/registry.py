@@ -1,0 +1,135 @@
+"""Backends by name: ``get_backend("fake_brisbane")``, ``get_backend("mock?transient=0.3")``.
+
+A name may carry options as a query string (``shots?seed=3``); keyword arguments add to
+and override them. Names of hardware backends that come in a later release are reserved
+and fail with a message saying so; any other unknown name raises BackendNotFoundError
+with did-you-mean suggestions.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..errors import BackendError, BackendNotFoundError
+from .base import Backend
+
+DEFAULT_BACKEND = "statevector"
+RESERVED_EXAMPLES = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One row of `qvit-hw backends`."""
+
+    name: str
+    description: str
+    needs: str
+    options: str
+    available: bool = True
+
+
+def backend_infos() -> list[BackendInfo]:
+    from .fake import fake_device_classes
+
+    fakes = list(fake_device_classes())
+    shown = ", ".join(n for n in ("fake_brisbane", "fake_torino", "fake_fez") if n in fakes)
+    mock_options = (
+        "inner, seed, transient, result_transient, fail, hang, latency, state, max_circuits, "
+        "max_shots, max_executions"
+    )
+    return [
+        BackendInfo("statevector", "exact <Z>, no shot noise (default)", "-", "-"),
+        BackendInfo("shots", "ideal sampling of the exact distribution", "-", "seed"),
+        BackendInfo(
+            "fake_<device>",
+            f"Aer with an IBM device snapshot's noise and coupling map; {len(fakes)} devices: "
+            f"{shown}, ...",
+            "-",
+            "seed, noise=0|1",
+        ),
+        BackendInfo("mock", "seeded fault injection around another backend", "-", mock_options),
+        BackendInfo("ibm_<device>", "IBM Quantum, SamplerV2", "QISKIT_IBM_TOKEN", "-", False),
+        BackendInfo("rigetti_<qpu>", "Rigetti QCS, pyquil", "QCS credentials, quilc", "-", False),
+        BackendInfo("rigetti_qvm", "Rigetti qvm (local)", "qvm and quilc servers", "-", False),
+        BackendInfo("pennylane:<device>", "any PennyLane device", "its plugin", "-", False),
+    ]
+
+
+def parse_name(text: str) -> tuple[str, dict[str, str]]:
+    """``"mock?transient=0.3&seed=1"`` -> ("mock", {"transient": "0.3", "seed": "1"})."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"backend: expected a name, got {text!r}")
+    base, _, query = text.strip().partition("?")
+    try:
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError as exc:
+        raise ValueError(f"backend: cannot read the options in {text!r} ({exc})") from exc
+    return base.lower(), options
+
+
+def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> Backend:
+    """The backend called ``name``, configured by the name's query string and ``options``."""
+    base, query = parse_name(name)
+    opts: dict[str, Any] = {**query, **options}
+    return _factory(base)(base, opts)
+
+
+def _factory(base: str) -> Callable[[str, dict[str, Any]], Backend]:
+    from .fake import fake_device_classes
+
+    if base in _LOCAL:
+        return _LOCAL[base]
+    if base in fake_device_classes():
+        return _fake
+    if base.startswith(("ibm_", "rigetti_", "pennylane:")):
+        raise BackendError(
+            f"backend {base!r} is not available in this build: IBM, Rigetti and PennyLane "
+            "devices come with the cloud backends; use a fake_<device> (e.g. fake_brisbane) "
+            "for a device's noise offline"
+        )
+    known = [*_LOCAL, *fake_device_classes(), *RESERVED_EXAMPLES]
+    raise BackendNotFoundError(base, difflib.get_close_matches(base, known, n=2, cutoff=0.6))
+
+
+def _statevector(base: str, opts: dict[str, Any]) -> Backend:
+    from .statevector import StatevectorBackend
+
+    _no_options(base, opts)
+    return StatevectorBackend()
+
+
+def _shots(base: str, opts: dict[str, Any]) -> Backend:
+    from .shots import ShotsBackend
+
+    return ShotsBackend(seed=int(opts.pop("seed", 0)), **_no_options(base, opts))
+
+
+def _fake(base: str, opts: dict[str, Any]) -> Backend:
+    from .fake import FakeDeviceBackend
+
+    seed = int(opts.pop("seed", 0))
+    noise = str(opts.pop("noise", "1")).lower() not in ("0", "false", "no", "off")
+    return FakeDeviceBackend(base, seed=seed, noise=noise, **_no_options(base, opts))
+
+
+def _mock(base: str, opts: dict[str, Any]) -> Backend:
+    from .mock import MockBackend
+
+    return MockBackend(**opts)
+
+
+def _no_options(base: str, opts: dict[str, Any]) -> dict[str, Any]:
+    if opts:
+        raise ValueError(f"backend {base}: unknown option {sorted(opts)[0]!r}")
+    return opts
+
+
+_LOCAL: dict[str, Callable[[str, dict[str, Any]], Backend]] = {
+    "statevector": _statevector,
+    "shots": _shots,
+    "mock": _mock,
+}

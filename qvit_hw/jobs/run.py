@@ -1,0 +1,383 @@
+"""`qvit-hw run`: a bundle's inference with its QNN layers executed on a backend.
+
+The model code is unchanged: its QNN executor is swapped for `SchedulerExecutor`, and the
+exact model runs beside it for reference. A run directory holds:
+
+    run.json         settings (bundle, backend, data set, shots, ...), status
+                     (running / interrupted / failed / complete) and, once complete, a
+                     summary; written first, so a run that stopped says so
+    journal.sqlite   every job (`Journal`); kept for --resume
+    predictions.csv  image, label, pred, pred_exact, then prob_<class> and
+                     prob_exact_<class> per class
+    rows.npz         one entry per QNN row (see `executor.ROW_FIELDS`) plus ``names``
+    jobs.jsonl       one journal record per job (payload hash, job id, status, times, ...)
+    cost.json        rows, unique rows, executions, shots, jobs, submits, retries, reused,
+                     wall and QPU seconds, executions per image, packing factor
+
+The last four are written only when the run completes (each via a temporary file and a
+rename), so a partial run never looks complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..backends import get_backend, parse_name
+from ..errors import DataError, QvitHwError
+from ..model import VisionTransformer
+from .executor import SchedulerExecutor
+from .journal import Journal
+from .mitigation import MODES
+from .retry import Retry
+from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from ..data import ImageSet, Normalization
+
+RUN_FILE = "run.json"
+JOURNAL_FILE = "journal.sqlite"
+# settings that must match for --resume (the backend by its base name: options such as
+# injected faults may change between attempts)
+RESUME_KEYS = (
+    "bundle",
+    "backend_name",
+    "dataset",
+    "split",
+    "limit",
+    "shots",
+    "batch_size",
+    "mitigate",
+    "max_copies",
+    "job_size",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of one run (the CLI's flags)."""
+
+    bundle: str
+    backend: str = "statevector"
+    dataset: str | None = None  # None: the bundle's data set
+    split: str = "test"
+    limit: int | None = None
+    shots: int = 1000
+    batch_size: int = 8
+    mitigate: str = "none"
+    max_copies: int | None = None
+    job_size: int | None = None
+    max_in_flight: int = 4
+    job_timeout: float = 4 * 3600.0
+    poll_interval: float = 1.0
+    retries: int = 8  # attempts per call on transient errors
+    retry_wait: float = 1.0  # first backoff in seconds (doubles, plus up to as much jitter)
+    seed: int = 0
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 1:
+            raise ValueError(f"--shots must be a whole number >= 1, got {self.shots}")
+        for name in ("batch_size", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        for name in ("limit", "max_copies", "job_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.mitigate not in MODES:
+            raise ValueError(f"--mitigate must be one of {', '.join(MODES)}, got {self.mitigate!r}")
+        if self.job_timeout <= 0 or self.poll_interval < 0:
+            raise ValueError("--job-timeout must be > 0 and --poll-interval >= 0")
+        if self.retries < 1 or self.retry_wait < 0:
+            raise ValueError("--retries must be >= 1 and --retry-wait >= 0")
+
+    def settings(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["bundle"] = str(Path(self.bundle).resolve())
+        out["backend_name"] = parse_name(self.backend)[0]
+        return out
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: Path
+    images: int
+    agreement: float  # share of images whose prediction equals the exact model's
+    accuracy: float
+    exact_accuracy: float
+    z_mae: float  # mean |estimate - exact| over every row and qubit
+    z_mae_raw: float  # the same before readout mitigation
+    cost: dict[str, Any]
+
+
+def run_bundle(
+    options: RunOptions,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    console: Any = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunSummary:
+    """Run ``options.bundle`` on ``options.backend``; outputs go to ``out``.
+
+    Everything is checked (backend name and limits, bundle, data set) before ``out`` is
+    created; from then on run.json says how far the run got.
+    """
+    out = Path(out)
+    previous = _previous_run(out, resume)
+    backend = get_backend(options.backend)  # unknown names fail before anything is loaded
+    backend.target.job_capacity(options.shots)  # JobTooLargeError if no circuit fits
+    model, data, norm = _load(options)
+    settings = options.settings()
+    settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
+    if previous is not None:
+        _check_same(previous, settings, out)
+    settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / RUN_FILE, {**settings, "status": "running"})
+    journal = Journal(out / JOURNAL_FILE)
+    progress = _progress(console)
+    retry = Retry(
+        attempts=options.retries,
+        initial=options.retry_wait,
+        jitter=options.retry_wait,
+        sleep=sleep,
+        clock=clock,
+    )
+    scheduler = Scheduler(
+        backend,
+        shots=options.shots,
+        journal=journal,
+        retry=retry,
+        max_in_flight=options.max_in_flight,
+        job_size=options.job_size,
+        job_timeout=options.job_timeout,
+        poll_interval=options.poll_interval,
+        max_copies=options.max_copies,
+        mitigation=options.mitigate,
+        seed=options.seed,
+        clock=clock,
+        sleep=sleep,
+        progress=progress,
+    )
+    executor = SchedulerExecutor(scheduler)
+    start = time.perf_counter()
+    try:
+        with progress if progress is not None else nullcontext():
+            logits, exact_logits = _infer(model, data, norm, executor, options.batch_size, progress)
+    except (QvitHwError, KeyboardInterrupt) as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        error = str(exc) or type(exc).__name__
+        counts = journal.counts()
+        journal.close()
+        _write_json(
+            out / RUN_FILE, {**settings, "status": status, "error": error, "journal": counts}
+        )
+        raise
+    wall = time.perf_counter() - start
+    summary = _finish(out, settings, data, executor, scheduler, journal, logits, exact_logits, wall)
+    journal.close()
+    return summary
+
+
+def _load(options: RunOptions) -> tuple[VisionTransformer, ImageSet, Normalization]:
+    """The bundle's model, the images to run (checked against it) and their normalisation."""
+    from ..data import DEFAULT_NORMALIZATION, Normalization, load_split
+    from ..export import load_bundle
+
+    model, manifest = load_bundle(options.bundle)
+    cfg = model.config
+    if cfg.model != "qvit":
+        raise DataError(f"bundle {options.bundle} holds a {cfg.model} (no QNN layers to run)")
+    trained_on = (manifest.get("dataset") or {}).get("name")
+    dataset = options.dataset or trained_on
+    if dataset is None:
+        raise DataError(f"bundle {options.bundle} names no data set; give --dataset")
+    data = load_split(dataset, options.split, cfg.image_size, options.data_root)
+    if trained_on and data.name != trained_on:
+        raise DataError(
+            f"bundle {options.bundle} was trained on {trained_on}, not {data.name}: its "
+            "predictions there would mean nothing (omit --dataset to use its own)"
+        )
+    if data.num_classes != cfg.num_classes:
+        raise DataError(
+            f"bundle {options.bundle} predicts {cfg.num_classes} classes, {data.name} has "
+            f"{data.num_classes}"
+        )
+    saved = manifest.get("normalization")
+    norm = Normalization.from_dict(saved) if saved else DEFAULT_NORMALIZATION
+    return model, data.first(options.limit), norm
+
+
+def _infer(
+    model: VisionTransformer,
+    data: ImageSet,
+    norm: Normalization,
+    executor: SchedulerExecutor,
+    batch_size: int,
+    progress: Any,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Logits per batch through the backend (the executor) and through the exact model."""
+    from ..data import to_tensor
+
+    logits, exact_logits = [], []
+    batches = range(0, len(data), batch_size)
+    task = progress.add_task("images", total=len(data)) if progress is not None else None
+    for number, a in enumerate(batches, 1):
+        x = to_tensor(np.asarray(data.images[a : a + batch_size]), norm)  # (B, 3, S, S)
+        executor.begin_batch(np.arange(a, a + len(x)), f"batch {number}/{len(batches)}")
+        with torch.no_grad():
+            exact_logits.append(model(x).double())
+            with model.executor(executor):
+                logits.append(model(x).double())
+        if task is not None:
+            progress.advance(task, len(x))
+    return logits, exact_logits
+
+
+def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
+    """The settings of the run in ``out`` to resume (None for a new run)."""
+    path = out / RUN_FILE
+    if resume:
+        if not path.is_file():
+            raise ValueError(f"--resume: nothing to resume, {path} does not exist")
+        return json.loads(path.read_text())
+    if path.exists():
+        raise ValueError(
+            f"--out: {out} already holds a run; pass --resume to continue it, or choose "
+            "another --out"
+        )
+    return None
+
+
+def _check_same(previous: dict[str, Any], settings: dict[str, Any], out: Path) -> None:
+    changed = [k for k in RESUME_KEYS if previous.get(k) != settings.get(k)]
+    if changed:
+        k = changed[0]
+        raise ValueError(
+            f"--resume: {out} was started with {k}={previous.get(k)!r}, not "
+            f"{settings.get(k)!r}; resume with the same settings"
+        )
+
+
+def _finish(
+    out: Path,
+    settings: dict[str, Any],
+    data: ImageSet,
+    executor: SchedulerExecutor,
+    scheduler: Scheduler,
+    journal: Journal,
+    logits: list[torch.Tensor],
+    exact_logits: list[torch.Tensor],
+    wall: float,
+) -> RunSummary:
+    probs = torch.cat(logits).softmax(dim=1).numpy()  # (N, C)
+    exact = torch.cat(exact_logits).softmax(dim=1).numpy()
+    pred, pred_exact = probs.argmax(axis=1), exact.argmax(axis=1)
+    rows = executor.rows()
+    stats = scheduler.stats
+    images = len(data)
+    cost = {
+        **{k: v for k, v in stats.to_dict().items() if k != "templates"},
+        "wall_seconds": round(wall, 3),
+        "images": images,
+        "executions_per_image": stats.executions / images,
+        "rows_per_image": stats.rows / images,
+        "packing": {name: t["copies"] for name, t in stats.templates.items()},
+        "templates": stats.templates,
+    }
+    _write_atomic(out / "predictions.csv", _predictions_csv(data, pred, pred_exact, probs, exact))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **rows)
+    _write_atomic(out / "rows.npz", buf.getvalue())
+    jobs = "".join(json.dumps(r.to_dict()) + "\n" for r in journal.records())
+    _write_atomic(out / "jobs.jsonl", jobs.encode())
+    _write_json(out / "cost.json", cost)
+    summary = RunSummary(
+        out=out,
+        images=images,
+        agreement=float((pred == pred_exact).mean()),
+        accuracy=float((pred == data.labels).mean()),
+        exact_accuracy=float((pred_exact == data.labels).mean()),
+        z_mae=float(np.abs(rows["estimate"] - rows["exact"]).mean()),
+        z_mae_raw=float(np.abs(rows["estimate_raw"] - rows["exact"]).mean()),
+        cost=cost,
+    )
+    calibrations = {name: cal.to_dict() for name, cal in scheduler.calibrations().items()}
+    result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
+    _write_json(
+        out / RUN_FILE,
+        {**settings, "status": "complete", "finished": datetime.now(UTC).isoformat(
+            timespec="seconds"), "summary": result, "readout_calibration": calibrations},
+    )  # fmt: skip
+    return summary
+
+
+def _predictions_csv(
+    data: ImageSet, pred: np.ndarray, pred_exact: np.ndarray, probs: np.ndarray, exact: np.ndarray
+) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    classes = range(probs.shape[1])
+    writer.writerow(
+        ["image", "label", "pred", "pred_exact"]
+        + [f"prob_{c}" for c in classes]
+        + [f"prob_exact_{c}" for c in classes]
+    )
+    for i in range(len(pred)):
+        writer.writerow(
+            [i, int(data.labels[i]), int(pred[i]), int(pred_exact[i])]
+            + [f"{v:.17g}" for v in probs[i]]
+            + [f"{v:.17g}" for v in exact[i]]
+        )
+    return buf.getvalue().encode()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _progress(console: Any) -> Any:
+    if console is None:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
