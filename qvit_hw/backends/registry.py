@@ -1,9 +1,9 @@
 """Backends by name: ``get_backend("fake_brisbane")``, ``get_backend("mock?transient=0.3")``.
 
 A name may carry options as a query string (``shots?seed=3``); keyword arguments add to
-and override them. Names of hardware backends that come in a later release are reserved
-and fail with a message saying so; any other unknown name raises BackendNotFoundError
-with did-you-mean suggestions.
+and override them. Hardware families are matched by prefix: ``ibm_<device>``,
+``rigetti_<qpu>``, ``rigetti_qvm`` and ``pennylane:<device>``; any other unknown name raises
+BackendNotFoundError with did-you-mean suggestions.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..errors import BackendError, BackendNotFoundError
+from ..errors import BackendNotFoundError
 from .base import Backend
 
 DEFAULT_BACKEND = "statevector"
-RESERVED_EXAMPLES = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm")
+HARDWARE_EXAMPLES = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm")
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,25 @@ def backend_infos() -> list[BackendInfo]:
             "seed, noise=0|1",
         ),
         BackendInfo("mock", "seeded fault injection around another backend", "-", mock_options),
-        BackendInfo("ibm_<device>", "IBM Quantum, SamplerV2", "QISKIT_IBM_TOKEN", "-", False),
-        BackendInfo("rigetti_<qpu>", "Rigetti QCS, pyquil", "QCS credentials, quilc", "-", False),
-        BackendInfo("rigetti_qvm", "Rigetti qvm (local)", "qvm and quilc servers", "-", False),
-        BackendInfo("pennylane:<device>", "any PennyLane device", "its plugin", "-", False),
+        BackendInfo(
+            "ibm_<device>",
+            "IBM Quantum, SamplerV2 in batch mode (local=1: the fake snapshot, same code path)",
+            "QISKIT_IBM_TOKEN or a saved account",
+            "local=0|1, seed",
+        ),
+        BackendInfo(
+            "rigetti_<qpu>",
+            "Rigetti QCS through pyquil (e.g. rigetti_ankaa_3)",
+            "QCS credentials, quilc -S",
+            "-",
+        ),
+        BackendInfo("rigetti_qvm", "Rigetti qvm (local)", "qvm -S and quilc -S", "noise=0|1"),
+        BackendInfo(
+            "pennylane:<device>",
+            "any PennyLane device (e.g. default.qubit, qiskit.aer, rigetti.numpy_wavefunction)",
+            "its plugin",
+            "shots, python=PATH (device in another interpreter), device options",
+        ),
     ]
 
 
@@ -85,13 +100,13 @@ def _factory(base: str) -> Callable[[str, dict[str, Any]], Backend]:
         return _LOCAL[base]
     if base in fake_device_classes():
         return _fake
-    if base.startswith(("ibm_", "rigetti_", "pennylane:")):
-        raise BackendError(
-            f"backend {base!r} is not available in this build: IBM, Rigetti and PennyLane "
-            "devices come with the cloud backends; use a fake_<device> (e.g. fake_brisbane) "
-            "for a device's noise offline"
-        )
-    known = [*_LOCAL, *fake_device_classes(), *RESERVED_EXAMPLES]
+    if base.startswith("ibm_"):
+        return _ibm
+    if base.startswith("rigetti_"):
+        return _rigetti
+    if base.startswith("pennylane:"):
+        return _pennylane
+    known = [*_LOCAL, *fake_device_classes(), *HARDWARE_EXAMPLES]
     raise BackendNotFoundError(base, difflib.get_close_matches(base, known, n=2, cutoff=0.6))
 
 
@@ -120,6 +135,24 @@ def _mock(base: str, opts: dict[str, Any]) -> Backend:
     from .mock import MockBackend
 
     return MockBackend(**opts)
+
+
+def _ibm(base: str, opts: dict[str, Any]) -> Backend:
+    from .ibm import open_ibm
+
+    return open_ibm(base, opts)
+
+
+def _rigetti(base: str, opts: dict[str, Any]) -> Backend:
+    from .rigetti import open_rigetti
+
+    return open_rigetti(base, opts)
+
+
+def _pennylane(base: str, opts: dict[str, Any]) -> Backend:
+    from .pennylane import open_pennylane
+
+    return open_pennylane(base, opts)
 
 
 def _no_options(base: str, opts: dict[str, Any]) -> dict[str, Any]:

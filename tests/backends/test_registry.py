@@ -1,9 +1,9 @@
-"""Backends by name: options in the name, did-you-mean, reserved cloud names."""
+"""Backends by name: options in the name, did-you-mean, hardware families by prefix."""
 
 import pytest
 
 from qvit_hw.backends import Backend, backend_infos, get_backend, parse_name
-from qvit_hw.errors import BackendError, BackendNotFoundError
+from qvit_hw.errors import BackendNotFoundError
 
 
 def test_names_and_options():
@@ -29,10 +29,16 @@ def test_unknown_names_suggest_the_closest(name, suggestion):
     assert "`qvit-hw backends` lists them" in str(info.value)
 
 
-def test_cloud_backends_are_reserved_for_the_next_release():
-    for name in ("ibm_brisbane", "rigetti_ankaa_3", "rigetti_qvm", "pennylane:default.qubit"):
-        with pytest.raises(BackendError, match="not available in this build"):
-            get_backend(name)
+def test_hardware_families_are_matched_by_prefix():
+    from qvit_hw.backends.ibm import IBMRuntimeBackend
+    from qvit_hw.backends.pennylane import PennyLaneBackend
+
+    assert isinstance(get_backend("ibm_torino?local=1"), IBMRuntimeBackend)
+    assert isinstance(get_backend("pennylane:default.qubit"), PennyLaneBackend)
+    with pytest.raises(BackendNotFoundError, match="did you mean rigetti_ankaa_3"):
+        get_backend("rigetti_ankaa_9")
+    with pytest.raises(ValueError, match="backend ibm_fez: unknown option 'shots'"):
+        get_backend("ibm_fez?shots=3")
 
 
 def test_bad_options_name_the_backend():
@@ -45,4 +51,5 @@ def test_bad_options_name_the_backend():
 def test_listing_covers_every_kind():
     names = [info.name for info in backend_infos()]
     assert names[:4] == ["statevector", "shots", "fake_<device>", "mock"]
-    assert not any(info.available for info in backend_infos() if info.name.startswith("ibm"))
+    assert {"ibm_<device>", "rigetti_<qpu>", "rigetti_qvm", "pennylane:<device>"} <= set(names)
+    assert all(info.available for info in backend_infos())

@@ -1,0 +1,298 @@
+"""ibm_<device>: SamplerV2 in a Batch, run end to end in qiskit-ibm-runtime's local testing
+mode, and against a mocked QiskitRuntimeService whose jobs fail with each mapped error."""
+
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from qiskit.primitives import BackendSamplerV2
+from qiskit.providers.exceptions import QiskitBackendNotFoundError
+from qiskit_aer import AerSimulator
+from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+from qiskit_ibm_runtime.exceptions import (
+    IBMApiError,
+    IBMError,
+    IBMInputValueError,
+    IBMNotAuthorizedError,
+    RuntimeJobFailureError,
+    RuntimeJobMaxTimeoutError,
+    RuntimeJobNotFound,
+    RuntimeJobTimeoutError,
+)
+from qiskit_ibm_runtime.fake_provider import FakeBrisbane, FakeFez
+from typer.testing import CliRunner
+
+from qvit_hw.backends import get_backend
+from qvit_hw.backends.ibm import IBMRuntimeBackend, classify
+from qvit_hw.circuit import chain, expectations, random_inputs
+from qvit_hw.cli import app
+from qvit_hw.errors import (
+    BackendNotFoundError,
+    CredentialsError,
+    JobTooLargeError,
+    PermanentBackendError,
+    RunInterrupted,
+    TransientBackendError,
+)
+from qvit_hw.jobs.journal import Journal
+from qvit_hw.jobs.retry import Retry
+from qvit_hw.jobs.scheduler import QNNCall, Scheduler
+
+SHOTS = 1000
+CONCURRENT = "Unable to retrieve job result. Error code 1012; The user reached the maximum number of jobs running concurrently"  # noqa: E501
+
+
+def call(rows=8, seed=1):
+    spec = chain(4)
+    x, w = random_inputs(spec, rows, seed=seed)
+    return QNNCall("q", spec, w.numpy(), x.numpy()), expectations(spec, x, w).numpy()
+
+
+def within_4_sigma(z, exact):
+    sigma = np.sqrt((1 - exact**2) / SHOTS)
+    return bool((np.abs(z - exact) <= 4 * sigma + 2 / SHOTS).all())
+
+
+def test_local_testing_mode_runs_the_runtime_code_path_end_to_end():
+    backend = get_backend("ibm_brisbane?local=1&seed=3")
+    assert isinstance(backend, IBMRuntimeBackend) and backend.service is None
+    assert backend.target.num_qubits == 127  # FakeBrisbane's target is what gets packed
+    qnn, exact = call(rows=8)
+    scheduler = Scheduler(backend, shots=SHOTS, max_copies=2, poll_interval=0)
+    (estimates,) = scheduler.run([qnn])
+    assert type(backend._batch).__name__ == "Batch"  # SamplerV2(mode=Batch(FakeBrisbane()))
+    assert scheduler.stats.submitted == 1 and scheduler.stats.executions == 4
+    assert scheduler.stats.shots == 4 * SHOTS
+    error = np.abs(estimates.z - exact)
+    assert error.mean() < 0.06  # the device's noise model: about 0.03 here
+    assert (estimates.stderr > 0).all()
+    with pytest.raises(JobTooLargeError, match="pass --max-copies 3 or fewer"):
+        Scheduler(backend, shots=SHOTS, poll_interval=0).run([qnn])  # all copies: one state
+
+
+def test_runtime_errors_map_onto_the_two_kinds():
+    # RuntimeJobFailureError and RuntimeJobTimeoutError are qiskit JobErrors, not IBMErrors
+    assert not issubclass(RuntimeJobFailureError, IBMError)
+    assert not issubclass(RuntimeJobTimeoutError, IBMError)
+    cases = [
+        (RequestsApiError("503 Service Unavailable", status_code=503), TransientBackendError, ""),
+        (RequestsApiError("429 Too Many Requests", status_code=429), TransientBackendError, ""),
+        (RequestsApiError("Connection aborted"), TransientBackendError, "not answering"),
+        (IBMApiError("internal server error"), TransientBackendError, ""),
+        (RuntimeJobFailureError(CONCURRENT), TransientBackendError, "retryable"),
+        (RuntimeJobFailureError("Error code 1202; Too many requests"), TransientBackendError, ""),
+        (RuntimeJobTimeoutError("Timed out waiting"), TransientBackendError, "polling again"),
+        (RequestsApiError("401 Unauthorized", status_code=401), PermanentBackendError, "creden"),
+        (RequestsApiError("400 Bad Request", status_code=400), PermanentBackendError, "rejected"),
+        (IBMNotAuthorizedError("not authorised"), PermanentBackendError, "not authorised"),
+        (IBMInputValueError("shots must be positive"), PermanentBackendError, "shots"),
+        (
+            ValueError("The instruction h on qubits (0,) is not supported"),
+            PermanentBackendError,
+            "",
+        ),
+        (RuntimeJobFailureError("Error code 1517; invalid circuit"), PermanentBackendError, "1517"),
+        (RuntimeJobMaxTimeoutError("Error code 1305; ran too long"), JobTooLargeError, "shrink"),
+    ]
+    for exc, kind, text in cases:
+        error = classify(exc, "ibm_fez: job")
+        assert type(error) is kind, (exc, error)
+        assert text in str(error) and "\n" not in str(error)
+
+
+# --- a mocked QiskitRuntimeService ----------------------------------------------------------
+
+
+class MockJob:
+    """A RuntimeJobV2 stand-in: scripted states, then Aer's result or a scripted error."""
+
+    ids = itertools.count()
+
+    def __init__(self, pubs, states=("DONE",), errors=()):
+        self.id = f"job-{next(self.ids)}"
+        self.pubs, self.states, self.errors = pubs, list(states), list(errors)
+
+    def job_id(self):
+        return self.id
+
+    def status(self):
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def result(self):
+        if self.errors:
+            raise self.errors[0] if self.states[-1] == "ERROR" else self.errors.pop(0)
+        sampler = BackendSamplerV2(backend=AerSimulator(seed_simulator=5))  # noiseless
+        return sampler.run(self.pubs).result()
+
+
+class MockSampler:
+    """SamplerV2.run: each call takes the next script entry (an exception to raise at
+    submit, or MockJob keyword arguments)."""
+
+    def __init__(self, service, script=()):
+        self.service, self.script, self.runs = service, list(script), 0
+
+    def run(self, pubs):
+        self.runs += 1
+        step = self.script.pop(0) if self.script else {}
+        if isinstance(step, Exception):
+            raise step
+        job = MockJob(pubs, **step)
+        self.service.jobs[job.id] = job
+        return job
+
+
+class MockService:
+    """QiskitRuntimeService: sees ibm_fez and ibm_torino, keeps jobs for re-attach."""
+
+    def __init__(self):
+        self.jobs, self.job_calls = {}, []
+
+    def backend(self, name):
+        if name != "ibm_fez":
+            raise QiskitBackendNotFoundError("No backend matches the criteria.")
+        return FakeFez()
+
+    def backends(self):
+        return [SimpleNamespace(name="ibm_torino"), SimpleNamespace(name="ibm_fez")]
+
+    def job(self, job_id):
+        self.job_calls.append(job_id)
+        if job_id not in self.jobs:
+            raise RuntimeJobNotFound(f"Job not found: {job_id}")
+        return self.jobs[job_id]
+
+
+def mocked(service, script=(), journal=None, **kwargs):
+    sampler = MockSampler(service, script)
+    backend = IBMRuntimeBackend(
+        "ibm_brisbane", FakeBrisbane(), service=service, sampler=lambda: sampler
+    )
+    retry = Retry(attempts=3, sleep=lambda s: None)
+    scheduler = Scheduler(
+        backend, shots=SHOTS, max_copies=2, poll_interval=0, retry=retry, sleep=lambda s: None,
+        journal=journal, **kwargs,
+    )  # fmt: skip
+    return scheduler, sampler
+
+
+def test_transient_errors_are_retried_repolled_or_resubmitted_as_classified():
+    service = MockService()
+    script = [
+        RequestsApiError("503 Service Unavailable", status_code=503),  # submit: retried
+        {"states": ("QUEUED", "ERROR"), "errors": [RuntimeJobFailureError(CONCURRENT)]},
+        {"states": ("RUNNING", "DONE"), "errors": [RuntimeJobTimeoutError("timed out")]},
+    ]
+    scheduler, sampler = mocked(service, script)
+    qnn, exact = call()
+    (estimates,) = scheduler.run([qnn])
+    stats = scheduler.stats
+    assert sampler.runs == 3  # the 503, the job failed with code 1012, the good one
+    assert stats.submitted == 2 and stats.resubmitted == 1  # 1012: submitted again
+    assert stats.retries == 2  # the 503 and the result timeout (polled again, no resubmit)
+    assert within_4_sigma(estimates.z, exact)
+
+
+@pytest.mark.parametrize(
+    ("step", "kind", "message"),
+    [
+        (IBMInputValueError("shots must be positive"), PermanentBackendError, "rejected"),
+        (
+            {"states": ("ERROR",), "errors": [RuntimeJobFailureError("Error code 1517; bad")]},
+            PermanentBackendError,
+            "1517",
+        ),
+        (
+            {"states": ("ERROR",), "errors": [RuntimeJobMaxTimeoutError("Error code 1305")]},
+            PermanentBackendError,
+            "shrink the job with a smaller --job-size",
+        ),
+    ],
+    ids=["input-value", "job-failure", "max-time"],
+)
+def test_permanent_errors_stop_at_once(step, kind, message):
+    scheduler, sampler = mocked(MockService(), [step])
+    with pytest.raises(kind, match=message):
+        scheduler.run([call()[0]])
+    assert sampler.runs == 1 and scheduler.stats.retries == 0
+
+
+def test_resume_reattaches_to_the_journalled_job_instead_of_resubmitting(tmp_path):
+    service = MockService()
+    ticks = itertools.count(step=10.0)
+    journal = Journal(tmp_path / "journal.sqlite")
+    first, sampler = mocked(
+        service, [{"states": ("RUNNING",)}], journal, job_timeout=5, clock=lambda: next(ticks)
+    )
+    qnn, exact = call()
+    with pytest.raises(RunInterrupted, match="--resume re-attaches"):
+        first.run([qnn])
+    (job_id,) = service.jobs
+    journal.close()
+    service.jobs[job_id].states = ["DONE"]  # the job finished while we were away
+
+    resumed, sampler = mocked(service, journal=Journal(tmp_path / "journal.sqlite"))
+    (estimates,) = resumed.run([qnn])
+    assert service.job_calls == [job_id] and sampler.runs == 0  # job(), not run()
+    assert resumed.stats.reattached == 1 and resumed.stats.submitted == 0
+    assert within_4_sigma(estimates.z, exact)
+
+
+# --- connecting -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_account(monkeypatch, tmp_path):
+    for var in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(
+        "qiskit_ibm_runtime.accounts.management._DEFAULT_ACCOUNT_CONFIG_JSON_FILE",
+        str(tmp_path / "qiskit-ibm.json"),
+    )
+
+
+def test_without_credentials_one_line_names_what_to_set(no_account, tmp_path):
+    with pytest.raises(CredentialsError) as info:
+        get_backend("ibm_brisbane")
+    text = str(info.value)
+    for needed in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "save_account", "fake_brisbane"):
+        assert needed in text
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "bundle"),
+            "--backend",
+            "ibm_brisbane",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "QISKIT_IBM_TOKEN" in result.output
+
+
+def test_the_live_device_target_and_a_device_the_account_cannot_see(monkeypatch):
+    monkeypatch.setattr("qiskit_ibm_runtime.QiskitRuntimeService", MockService)
+    backend = get_backend("ibm_fez")
+    assert backend.service is not None and backend.target.num_qubits == 156  # live target
+    with pytest.raises(BackendNotFoundError) as info:
+        get_backend("ibm_brisbane")
+    assert str(info.value) == (
+        "ibm_brisbane: this IBM Quantum account cannot see it (ibm_brisbane was retired on "
+        "2025-11-03); devices it can see: ibm_fez, ibm_torino (use --backend ibm_<one of "
+        "them>, or fake_brisbane offline)"
+    )
+
+
+def test_refused_credentials_never_echo_the_token(monkeypatch):
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "secret-token-123")
+
+    def refuse():
+        raise RequestsApiError("401 Client Error: Unauthorized", status_code=401)
+
+    monkeypatch.setattr("qiskit_ibm_runtime.QiskitRuntimeService", refuse)
+    with pytest.raises(PermanentBackendError, match="refused the credentials") as info:
+        get_backend("ibm_fez")
+    assert "secret-token-123" not in str(info.value)
