@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test bench demo lint params clean
+.PHONY: setup test bench demo lint params clean venv-pennylane-rigetti rigetti-servers browser
 
 setup: $(STAMP)
 
@@ -14,8 +14,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,rigetti]"
 	touch $(STAMP)
 
-test: setup
+test: setup venv-pennylane-rigetti browser
 	$(BIN)/python -m pytest -q
+
+# pennylane-rigetti 0.40 (its last release) needs PennyLane <= 0.41, pyquil < 4, numpy < 2
+# and pydantic < 2: it lives in its own venv, driven by `pennylane:rigetti.*?python=...`.
+# Built once; skipped while the venv imports pennylane_rigetti.
+PL_RIGETTI := .venv-pennylane-rigetti
+
+venv-pennylane-rigetti:
+	@$(PL_RIGETTI)/bin/python -c "import pennylane_rigetti" 2>/dev/null || { \
+	  $(PY) -m venv $(PL_RIGETTI) && \
+	  $(PL_RIGETTI)/bin/pip install -q --upgrade pip && \
+	  $(PL_RIGETTI)/bin/pip install -q --only-binary=:all: --no-binary=rpcq,lark,retry \
+	    torch==2.13.0 pennylane-rigetti && \
+	  $(PL_RIGETTI)/bin/pip install -q pennylane==0.41.1 "autoray<0.8"; }
+
+# qvm and quilc as servers on their default ports (5000, 5555), for rigetti_qvm
+rigetti-servers:
+	bash scripts/start-rigetti-servers.sh
+
+# headless Chromium for the report's browser test (Debian packages; needs root, else the
+# test skips, or fails when CI is set)
+browser:
+	@test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 lint: setup
 	$(BIN)/ruff check qvit_hw tests bench

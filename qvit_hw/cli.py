@@ -450,6 +450,71 @@ def run(
     console.print(f"wrote {out}", highlight=False)
 
 
+# --- report, demo (qvit_hw.report, qvit_hw.demo) ------------------------------------------
+
+
+@app.command()
+def report(
+    run_dir: str = typer.Argument(..., help="A complete run directory from `qvit-hw run`."),
+    against: str | None = typer.Option(
+        None, help="A second run to show side by side (another backend, or no mitigation)."
+    ),
+    out: str | None = typer.Option(
+        None, help="Where report.json and report.html go; default: the run directory."
+    ),
+) -> None:
+    """Fidelity report of a run: <Z> errors vs exact (per QNN, per physical qubit, against
+    shot noise), Hellinger fidelities, prediction agreement, accuracy/AUC and cost; JSON and
+    a self-contained HTML page with plots."""
+    from .report import write_report
+
+    try:
+        with console.status("writing the report"):
+            path = write_report(run_dir, against=against, out=out)
+    except (QvitHwError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"wrote {path.with_name('report.json')} and {path}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("demo", help="Demo directory (train/, bundle/, transpile/, run/)."),
+    epochs: int = typer.Option(20, help="Training epochs on the digits images."),
+    train_limit: int | None = typer.Option(
+        None, help="Train on the first N images of each split only (quick trials)."
+    ),
+    images: int = typer.Option(8, help="Test images run on the backend."),
+    shots: int = typer.Option(1000, help="Shots per circuit."),
+    backend: str = typer.Option("fake_brisbane", help="Backend of the run step."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a demo already in --out (finished or not)."
+    ),
+) -> None:
+    """The whole pipeline, offline: train a small QViT on digits, export it, transpile it
+    for IBM and Rigetti devices, run test images on fake_brisbane with shots and readout
+    mitigation, and write the fidelity report."""
+    import time
+
+    from .demo import DemoOptions, run_demo
+
+    start = time.perf_counter()
+    try:
+        options = DemoOptions(
+            epochs=epochs, train_limit=train_limit, images=images, shots=shots, backend=backend
+        )
+        result = run_demo(options, out, overwrite=overwrite, console=console)
+    except KeyboardInterrupt:
+        fail(f"interrupted; run again with --overwrite to start the demo in {out} again", 130)
+    except (QvitHwError, ValueError) as exc:
+        fail(str(exc))
+    if result.reused:
+        console.print(f"{out} already holds a finished demo (--overwrite redoes it)")
+    else:
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+        console.print(f"demo finished in {time.perf_counter() - start:.0f} s ({steps})")
+    Console().print(f"report: {result.report.resolve()}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point that turns our errors into one line and exit status 1."""
     try:

@@ -11,7 +11,10 @@ A `PubResult` holds, per row and classical bit, the mean of ``1 - 2 b`` over the
 (sampling backends; `PubResult.from_bits` / `from_packed` reduce a bit array) or the
 exact <Z> (``shots == 0``; the `statevector` backend). The scheduler only needs these
 per-bit means: <Z_i> of a QNN is a one-bit marginal, and readout mitigation inverts a
-per-qubit confusion matrix, which acts on one-bit marginals alone.
+per-qubit confusion matrix, which acts on one-bit marginals alone. For the fidelity
+report, a sampling backend also keeps the raw shots of the first few rows of each pub
+(``PubResult.samples``: `from_bits` and `from_packed` do it for any backend), from which
+the scheduler forms each packed copy's full outcome histogram.
 
 Errors at this edge are `TransientBackendError` (the scheduler retries) or
 `PermanentBackendError` (the run stops); each backend maps its SDK's exceptions onto them.
@@ -127,34 +130,84 @@ class Pub:
         return int(self.values.shape[0])
 
 
+SAMPLE_ROWS = 4  # rows of each pub whose raw shots a sampling backend keeps
+SAMPLE_SHOTS = 4096  # at most this many shots of each (the first ones)
+
+
 @dataclass(frozen=True)
 class PubResult:
-    """Per row and classical bit: mean of (1 - 2 b) over ``shots`` shots, or exact <Z>."""
+    """Per row and classical bit: mean of (1 - 2 b) over ``shots`` shots, or exact <Z>.
+
+    ``samples`` (optional) holds raw shots of the first rows, packed little-endian along
+    clbits: (sample rows, sample shots, ceil(n_clbits / 8)) uint8, bit j of a shot's bytes
+    (``np.unpackbits(..., bitorder="little")``) is clbit j. Only bits of one connected
+    copy need be jointly sampled: the scheduler histograms each copy's bits on their own.
+    """
 
     z: np.ndarray  # (rows, n_clbits) float64 in [-1, 1]
     shots: int  # 0: exact expectation values
+    samples: np.ndarray | None = None  # (S, shots', bytes) uint8, see above
 
     @classmethod
-    def from_bits(cls, bits: np.ndarray) -> PubResult:
-        """From unpacked bits (rows, shots, n_clbits), clbit j in column j."""
+    def from_bits(cls, bits: np.ndarray, *, sample_rows: int = SAMPLE_ROWS) -> PubResult:
+        """From unpacked bits (rows, shots, n_clbits), clbit j in column j; the shots of
+        the first ``sample_rows`` rows are kept as `samples` (0: none)."""
         bits = np.asarray(bits)
-        return cls(1.0 - 2.0 * bits.mean(axis=1, dtype=np.float64), int(bits.shape[1]))
+        return cls(
+            1.0 - 2.0 * bits.mean(axis=1, dtype=np.float64),
+            int(bits.shape[1]),
+            pack_samples(bits[:sample_rows]) if sample_rows > 0 else None,
+        )
 
     @classmethod
-    def from_packed(cls, array: np.ndarray, num_bits: int) -> PubResult:
+    def from_packed(
+        cls, array: np.ndarray, num_bits: int, *, sample_rows: int = SAMPLE_ROWS
+    ) -> PubResult:
         """From a Qiskit ``BitArray.array``: (rows, shots, bytes), clbit 0 = lowest bit of
         the last byte."""
         bits = np.unpackbits(array[..., ::-1], axis=-1, bitorder="little")[..., :num_bits]
-        return cls.from_bits(bits)
+        return cls.from_bits(bits, sample_rows=sample_rows)
 
     @classmethod
-    def from_ones(cls, ones: np.ndarray, shots: int) -> PubResult:
-        """From counts of 1 per row and clbit (rows, n_clbits) over ``shots`` shots."""
-        return cls(1.0 - 2.0 * np.asarray(ones, dtype=np.float64) / shots, int(shots))
+    def from_ones(
+        cls, ones: np.ndarray, shots: int, samples: np.ndarray | None = None
+    ) -> PubResult:
+        """From counts of 1 per row and clbit (rows, n_clbits) over ``shots`` shots;
+        ``samples``: unpacked shots of the first rows (S, shots', n_clbits), optional."""
+        packed = None if samples is None else pack_samples(samples)
+        return cls(1.0 - 2.0 * np.asarray(ones, dtype=np.float64) / shots, int(shots), packed)
 
     @property
     def rows(self) -> int:
         return int(self.z.shape[0])
+
+    def sample_bits(self) -> np.ndarray | None:
+        """`samples` unpacked: (S, shots', n_clbits) uint8, or None."""
+        if self.samples is None:
+            return None
+        bits = np.unpackbits(self.samples, axis=-1, bitorder="little")
+        return bits[..., : self.z.shape[1]]
+
+
+def pack_samples(bits: np.ndarray) -> np.ndarray:
+    """Unpacked shots (S, shots, n_clbits) -> packed `PubResult.samples` (first
+    `SAMPLE_SHOTS` shots)."""
+    bits = np.asarray(bits, dtype=np.uint8)[:, :SAMPLE_SHOTS]
+    return np.packbits(bits, axis=-1, bitorder="little")
+
+
+def outcome_bits(
+    outcomes: np.ndarray, counts: np.ndarray, width: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Shots as bits from a histogram, for backends that return counts: outcome indices
+    (m,) (bit j = clbit j) and their counts (m,) -> (min(sum(counts), SAMPLE_SHOTS), width)
+    uint8, shuffled (more shots than `SAMPLE_SHOTS`: a random subset, drawn without
+    replacement). Copies sampled apart may be joined column-wise: each keeps its histogram."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() > SAMPLE_SHOTS:
+        counts = rng.multivariate_hypergeometric(counts, SAMPLE_SHOTS)
+    shots = rng.permutation(np.repeat(np.asarray(outcomes, dtype=np.int64), counts))
+    return ((shots[:, None] >> np.arange(width)) & 1).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BackendNotFoundError, PermanentBackendError
-from .base import BackendTarget, JobResult, JobStatus, LocalJobs, Pub, PubResult, pub_seed
+from .base import (
+    SAMPLE_ROWS,
+    SAMPLE_SHOTS,
+    BackendTarget,
+    JobResult,
+    JobStatus,
+    LocalJobs,
+    Pub,
+    PubResult,
+    outcome_bits,
+    pub_seed,
+)
 from .simulate import cached_components
 
 if TYPE_CHECKING:
@@ -145,6 +156,9 @@ class FakeDeviceBackend:
         if not result.success:
             raise PermanentBackendError(f"{self.name}: Aer failed: {result.status}")
         ones = np.zeros((pub.rows, pub.circuit.num_clbits), dtype=np.int64)
+        rows = min(SAMPLE_ROWS, pub.rows)  # raw shots kept for the fidelity report
+        samples = np.zeros((rows, min(pub.shots, SAMPLE_SHOTS), pub.circuit.num_clbits), np.uint8)
+        rng = np.random.default_rng(pub_seed(self.seed, pub))
         experiment = 0
         for cp in copies:
             local = np.zeros((pub.rows, len(cp.clbits)), dtype=np.int64)
@@ -153,9 +167,11 @@ class FakeDeviceBackend:
                 outcomes = np.array([int(k, 16) for k in counts])
                 shots = np.array(list(counts.values()))
                 local[row] = shots @ ((outcomes[:, None] >> np.arange(len(cp.clbits))) & 1)
+                if row < rows:
+                    samples[row][:, cp.clbits] = outcome_bits(outcomes, shots, len(cp.clbits), rng)
             ones[:, cp.clbits] = local
             experiment += pub.rows
-        return PubResult.from_ones(ones, pub.shots)
+        return PubResult.from_ones(ones, pub.shots, samples)
 
 
 @cache

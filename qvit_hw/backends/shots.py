@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import BackendTarget, JobResult, JobStatus, LocalJobs, Pub, PubResult, pub_seed
-from .simulate import sample_ones
+from .simulate import sample_shots
 
 
 class ShotsBackend:
@@ -33,7 +33,8 @@ class ShotsBackend:
 
     def _sample(self, pub: Pub) -> PubResult:
         rng = np.random.default_rng(pub_seed(self.seed, pub))
-        return PubResult.from_ones(sample_ones(pub.circuit, pub.values, pub.shots, rng), pub.shots)
+        ones, samples = sample_shots(pub.circuit, pub.values, pub.shots, rng)
+        return PubResult.from_ones(ones, pub.shots, samples)
 
     def status(self, job_id: str) -> JobStatus:
         return self._jobs.status(job_id)

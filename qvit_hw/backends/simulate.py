@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import PermanentBackendError
+from .base import SAMPLE_ROWS, SAMPLE_SHOTS, outcome_bits
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -309,10 +310,29 @@ def sample_ones(
     Each component's joint outcome distribution is sampled (multinomial over its 2^k
     outcomes), so bits of one component keep their correlations.
     """
+    return sample_shots(circuit, values, shots, rng, sample_rows=0)[0]
+
+
+def sample_shots(
+    circuit: QuantumCircuit,
+    values: np.ndarray,
+    shots: int,
+    rng: np.random.Generator,
+    *,
+    sample_rows: int = SAMPLE_ROWS,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`sample_ones`, and the shots of the first ``sample_rows`` rows as bits
+    (S, min(shots, SAMPLE_SHOTS), n_clbits) (None if ``sample_rows`` is 0)."""
     ones = np.zeros((len(values), circuit.num_clbits), dtype=np.int64)
+    rows = min(sample_rows, len(values))
+    samples = np.zeros((rows, min(shots, SAMPLE_SHOTS), circuit.num_clbits), dtype=np.uint8)
     for comp in cached_components(circuit):
         probs = np.clip(probabilities(comp, values), 0.0, None)
         probs /= probs.sum(axis=1, keepdims=True)
         counts = rng.multinomial(shots, probs)  # (rows, 2^k)
-        ones[:, [c for _, c in comp.measured]] = ones_from_counts(counts)
-    return ones
+        clbits = [c for _, c in comp.measured]
+        ones[:, clbits] = ones_from_counts(counts)
+        outcomes = np.arange(counts.shape[1])
+        for r in range(rows):
+            samples[r][:, clbits] = outcome_bits(outcomes, counts[r], len(clbits), rng)
+    return ones, samples if sample_rows > 0 else None

@@ -5,7 +5,9 @@ code with every QNN layer's <Z> estimated on the scheduler's backend. Each call 
 layer's Q QNNs on all B x T tokens as one batch of `QNNCall`s (the scheduler dedups and
 packs them), and records per row: layer, QNN, image, token, angles, the exact <Z>
 (float64, `qvit_hw.circuit.expectations`), the estimate and its standard error (raw and
-mitigated) and the physical qubits read.
+mitigated) and the physical qubits read. Where the backend kept raw shots of some rows
+(sampling backends), it also records those rows' outcome histograms beside the exact
+outcome distribution (`histograms`), for Hellinger fidelities.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..circuit import QNNSpec, expectations
+from ..circuit import QNNSpec, expectations, product_state, unitary
 from .scheduler import QNNCall, Scheduler
 
 ROW_FIELDS = (
@@ -49,6 +51,8 @@ class SchedulerExecutor:
         self.record = record
         self.names: list[str] = []
         self._rows: list[dict[str, np.ndarray]] = []
+        self._hists: list[dict[str, np.ndarray]] = []
+        self._recorded = 0  # rows recorded so far
         self._batch: _Batch | None = None
         self.label = ""
 
@@ -76,6 +80,7 @@ class SchedulerExecutor:
         z = np.stack([e.z for e in estimates], axis=1)  # (B*T, Q, n)
         if self.record:
             exact = expectations(spec, torch.from_numpy(x)[:, None, :], torch.from_numpy(w))
+            self._record_histograms(spec, w, x, estimates)
             self._record(layer, qualified, batch.image_ids, t, x, exact.numpy(), estimates)
         return torch.from_numpy(z.reshape(b, t, q, n)).to(angles.dtype)
 
@@ -108,6 +113,32 @@ class SchedulerExecutor:
                     "qubits": est.qubits,
                 }
             )
+        self._recorded += rows * len(names)
+
+    def _record_histograms(
+        self, spec: QNNSpec, w: np.ndarray, x: np.ndarray, estimates: Sequence
+    ) -> None:
+        """Keep sampled rows' histograms (ids as `rows` will number them) and exact
+        distributions; call before `_record` of the same rows."""
+        rows = len(x)
+        for i, est in enumerate(estimates):
+            if est.sampled is None:
+                continue
+            self._hists.append(
+                {
+                    "row": self._recorded + i * rows + est.sampled,
+                    "counts": est.counts,
+                    "exact": exact_distribution(spec, w[i], x[est.sampled]),
+                }
+            )
+
+    def histograms(self) -> dict[str, np.ndarray] | None:
+        """Sampled rows: ``row`` (S,) ids into `rows`, measured ``counts`` (S, 2^n) and the
+        ``exact`` outcome distribution (S, 2^n), bit i of an outcome = qubit i (None if the
+        backend kept no shots)."""
+        if not self._hists:
+            return None
+        return {k: np.concatenate([h[k] for h in self._hists]) for k in ("row", "counts", "exact")}
 
     def rows(self) -> dict[str, np.ndarray]:
         """Every recorded row, as arrays named by `ROW_FIELDS` (plus ``names``)."""
@@ -116,3 +147,14 @@ class SchedulerExecutor:
         out = {f: np.concatenate([r[f] for r in self._rows]) for f in ROW_FIELDS}
         out["names"] = np.array(self.names)
         return out
+
+
+def exact_distribution(spec: QNNSpec, weights: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Exact outcome probabilities of a QNN: weights (P, 2), angles (S, n) -> (S, 2^n),
+    outcome index sum_i b_i 2^i (bit i = qubit i, as the scheduler's histograms)."""
+    n = spec.n_qubits
+    u = unitary(spec, torch.from_numpy(np.asarray(weights, dtype=np.float64)))  # (D, D)
+    psi = product_state(torch.from_numpy(np.asarray(angles, dtype=np.float64))) @ u.T  # (S, D)
+    probs = (psi * psi).numpy()  # index: qubit 0 most significant
+    reverse = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) @ (1 << np.arange(n)[::-1])
+    return probs[:, reverse]

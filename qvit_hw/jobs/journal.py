@@ -9,7 +9,7 @@ so a killed process loses nothing already recorded.
 Table ``jobs``: payload (primary key), backend, job_id, status (submitted / done /
 failed), executions, shots, submits (how often this payload was submitted), submitted_at,
 finished_at (unix seconds), error, qpu_seconds, result (npz: ``z{i}`` and ``shots{i}``
-per pub).
+per pub, and ``samples{i}`` where the backend kept raw shots).
 """
 
 from __future__ import annotations
@@ -158,6 +158,8 @@ def encode_result(result: JobResult) -> bytes:
     for i, pub in enumerate(result.pubs):
         arrays[f"z{i}"] = pub.z
         arrays[f"shots{i}"] = np.array(pub.shots)
+        if pub.samples is not None:
+            arrays[f"samples{i}"] = pub.samples
     np.savez(buf, **arrays)
     return buf.getvalue()
 
@@ -165,5 +167,8 @@ def encode_result(result: JobResult) -> bytes:
 def decode_result(blob: bytes, qpu_seconds: float | None = None) -> JobResult:
     with np.load(io.BytesIO(blob)) as npz:
         count = sum(1 for k in npz.files if k.startswith("z"))
-        pubs = tuple(PubResult(npz[f"z{i}"], int(npz[f"shots{i}"])) for i in range(count))
+        pubs = tuple(
+            PubResult(npz[f"z{i}"], int(npz[f"shots{i}"]), npz.get(f"samples{i}"))
+            for i in range(count)
+        )
     return JobResult(pubs, qpu_seconds)

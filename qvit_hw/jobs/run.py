@@ -10,11 +10,14 @@ exact model runs beside it for reference. A run directory holds:
     predictions.csv  image, label, pred, pred_exact, then prob_<class> and
                      prob_exact_<class> per class
     rows.npz         one entry per QNN row (see `executor.ROW_FIELDS`) plus ``names``
+    histograms.npz   sampling backends: for a sample of rows (the first executions of each
+                     job) ``row`` ids into rows.npz, measured ``counts`` (S, 2^n, raw, not
+                     mitigated) and the ``exact`` outcome distribution (S, 2^n)
     jobs.jsonl       one journal record per job (payload hash, job id, status, times, ...)
     cost.json        rows, unique rows, executions, shots, jobs, submits, retries, reused,
                      wall and QPU seconds, executions per image, packing factor
 
-The last four are written only when the run completes (each via a temporary file and a
+The files after the journal are written only when the run completes (each via a temporary file and a
 rename), so a partial run never looks complete.
 """
 
@@ -307,6 +310,11 @@ def _finish(
     buf = io.BytesIO()
     np.savez_compressed(buf, **rows)
     _write_atomic(out / "rows.npz", buf.getvalue())
+    histograms = executor.histograms()
+    if histograms is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **histograms)
+        _write_atomic(out / "histograms.npz", buf.getvalue())
     jobs = "".join(json.dumps(r.to_dict()) + "\n" for r in journal.records())
     _write_atomic(out / "jobs.jsonl", jobs.encode())
     _write_json(out / "cost.json", cost)

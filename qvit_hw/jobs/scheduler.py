@@ -87,6 +87,9 @@ class RowEstimates:
     z_raw: np.ndarray  # (rows, n)
     stderr_raw: np.ndarray  # (rows, n)
     qubits: np.ndarray  # (rows, n) int: the physical qubit each value was read from
+    # raw outcome histograms of a sample of rows (where the backend kept shots, else None):
+    sampled: np.ndarray | None = None  # (S,) int: row indices into this call's rows
+    counts: np.ndarray | None = None  # (S, 2^n) int64: shots per outcome, bit i = qubit i
 
 
 @dataclass(frozen=True)
@@ -336,10 +339,13 @@ class Scheduler:
         for job, result in zip(p.jobs, results, strict=True):
             per_template[job.template].append((job.start, result))
         z_all, se_all = [], []
+        samples: list[dict[int, np.ndarray]] = []  # per template: execution -> bits
         for parts in per_template:
-            pairs = [estimate(result.pubs[0]) for _, result in sorted(parts, key=lambda x: x[0])]
+            parts = sorted(parts, key=lambda x: x[0])
+            pairs = [estimate(result.pubs[0]) for _, result in parts]
             z_all.append(np.concatenate([z for z, _ in pairs]))  # (E, clbits)
             se_all.append(np.concatenate([s for _, s in pairs]))
+            samples.append(_sampled_executions(parts))
         out = []
         for slot, call in zip(p.slots, calls, strict=True):
             t = p.templates[slot.template]
@@ -353,7 +359,10 @@ class Scheduler:
             if calibration is not None:
                 z_m, se_m = calibration.correct(z, se, qubits)
             inv = slot.inverse
-            out.append(RowEstimates(z_m[inv], se_m[inv], z[inv], se[inv], qubits[inv]))
+            sampled, counts = _copy_histograms(samples[slot.template], slot, k, n)
+            out.append(
+                RowEstimates(z_m[inv], se_m[inv], z[inv], se[inv], qubits[inv], sampled, counts)
+            )
         return out
 
     def calibration(self, spec: QNNSpec) -> ReadoutCalibration | None:
@@ -518,6 +527,41 @@ class Scheduler:
         )
         if result.qpu_seconds is not None:
             self.stats.qpu_seconds = (self.stats.qpu_seconds or 0.0) + result.qpu_seconds
+
+
+def _sampled_executions(parts: Sequence[tuple[int, JobResult]]) -> dict[int, np.ndarray]:
+    """Raw shots the backend kept, by execution index in the template's rows:
+    {execution: (shots', clbits) bits}."""
+    out = {}
+    for start, result in parts:
+        bits = result.pubs[0].sample_bits()
+        if bits is not None:
+            out.update({start + r: bits[r] for r in range(len(bits))})
+    return out
+
+
+def _copy_histograms(
+    samples: dict[int, np.ndarray], slot: _Slot, k: int, n: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Outcome histograms of the call's rows served by sampled executions: each packed
+    copy's n bits on their own. Returns (rows (S,), counts (S, 2^n)), or Nones."""
+    stop = slot.start + -(-slot.unique // k)
+    executions = sorted(e for e in samples if slot.start <= e < stop)
+    if not executions:
+        return None, None
+    first = np.empty(slot.unique, dtype=np.int64)  # unique row -> its first call row
+    first[slot.inverse[::-1]] = np.arange(len(slot.inverse))[::-1]
+    weights = 1 << np.arange(n)
+    rows, counts = [], []
+    for e in executions:
+        for c in range(k):
+            u = (e - slot.start) * k + c
+            if u >= slot.unique:
+                break
+            outcome = samples[e][:, c * n : (c + 1) * n].astype(np.int64) @ weights  # (shots',)
+            rows.append(first[u])
+            counts.append(np.bincount(outcome, minlength=2**n))
+    return np.array(rows, dtype=np.int64), np.stack(counts)
 
 
 @contextmanager

@@ -1,0 +1,186 @@
+"""The fidelity report's plots: each function returns one PNG (matplotlib, Agg, no display)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any
+
+import numpy as np
+
+DPI = 80
+
+
+def _figure(width: float = 6.4, height: float = 4.4) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def scatter_plot(exact: np.ndarray, estimate: np.ndarray, stderr: np.ndarray, points: int) -> bytes:
+    """Measured vs exact <Z> with 2-stderr error bars (a seeded sample of ``points`` rows)."""
+    x, y, e = exact.ravel(), estimate.ravel(), stderr.ravel()
+    if x.size > points:
+        pick = np.random.default_rng(0).choice(x.size, points, replace=False)
+        x, y, e = x[pick], y[pick], e[pick]
+    fig, ax = _figure()
+    ax.errorbar(x, y, yerr=2 * e, fmt=".", ms=3, alpha=0.5, elinewidth=0.6, color="tab:blue")
+    ax.plot([-1, 1], [-1, 1], color="black", lw=1, label="measured = exact")
+    ax.set(
+        xlabel="exact <Z>",
+        ylabel="measured <Z> (bars: 2 stderr)",
+        xlim=(-1.05, 1.05),
+        ylim=(-1.05, 1.05),
+        aspect="equal",
+    )
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def error_histogram(errors: np.ndarray, stderr: np.ndarray) -> bytes:
+    """Histogram of measured - exact against the error shot noise alone would give: the
+    mixture of N(0, stderr^2) over the rows."""
+    d, se = errors.ravel(), stderr.ravel()
+    fig, ax = _figure()
+    span = max(float(np.abs(d).max()), 4 * float(se.max()), 1e-6)
+    bins = np.linspace(-span, span, 61)
+    ax.hist(d, bins=bins, density=True, alpha=0.6, color="tab:orange", label="measured - exact")
+    if se.max() > 0:
+        grid = np.linspace(-span, span, 400)
+        sample = se[se > 0]
+        if sample.size > 2000:
+            sample = np.random.default_rng(0).choice(sample, 2000, replace=False)
+        pdf = np.exp(-0.5 * (grid[:, None] / sample) ** 2) / (sample * math.sqrt(2 * math.pi))
+        ax.plot(grid, pdf.mean(axis=1), color="black", lw=1.5, label="shot noise alone")
+    ax.set(xlabel="error of <Z>", ylabel="density")
+    ax.legend()
+    return _png(fig)
+
+
+def per_qnn_plot(per_qnn: list[dict[str, Any]]) -> bytes:
+    """MAE per QNN, beside the MAE shot noise alone would give."""
+    names = [row["qnn"] for row in per_qnn]
+    fig, ax = _figure(6.4, 0.9 + 0.35 * len(names))
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, [row["mae"] for row in per_qnn], 0.4, label="MAE", color="tab:red")
+    ax.barh(
+        y + 0.2,
+        [row["shot_noise_mae"] for row in per_qnn],
+        0.4,
+        color="tab:gray",
+        label="shot noise alone",
+    )
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set(xlabel="mean |measured - exact| of <Z>")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    return _png(fig)
+
+
+def chip_plot(
+    per_qubit: list[dict[str, Any]], edges: list[tuple[int, int]] | None, num_qubits: int | None
+) -> bytes:
+    """MAE per physical qubit drawn on the chip's coupling map (unused qubits grey); bars
+    per qubit when the backend has no chip."""
+    mae = {row["qubit"]: row["mae"] for row in per_qubit}
+    if not edges or not num_qubits:
+        fig, ax = _figure()
+        ax.bar([str(q) for q in mae], list(mae.values()), color="tab:red")
+        ax.set(xlabel="qubit", ylabel="MAE of <Z>")
+        return _png(fig)
+    import rustworkx as rx
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    graph = rx.PyGraph()
+    graph.add_nodes_from(range(num_qubits))
+    graph.add_edges_from_no_data(sorted({tuple(sorted(e)) for e in edges}))
+    pos = rx.spring_layout(graph, seed=0, num_iter=300)
+    xy = np.array([pos[i] for i in range(num_qubits)])  # (Q, 2)
+    fig, ax = _figure(7.2, 6.0)
+    for p, q in graph.edge_list():
+        ax.plot(*xy[[p, q]].T, color="#bbbbbb", lw=0.8, zorder=1)
+    used = np.array(sorted(mae), dtype=np.int64)
+    idle = np.setdiff1d(np.arange(num_qubits), used)
+    ax.scatter(*xy[idle].T, s=40, color="#e0e0e0", edgecolor="#999999", lw=0.5, zorder=2)
+    norm = Normalize(0.0, max(max(mae.values()), 1e-9))
+    cmap = colormaps["viridis"]
+    ax.scatter(
+        *xy[used].T,
+        s=90,
+        c=[mae[q] for q in used],
+        cmap=cmap,
+        norm=norm,
+        edgecolor="black",
+        lw=0.6,
+        zorder=3,
+    )
+    for q in used:
+        ax.annotate(
+            str(q),
+            xy[q],
+            fontsize=6,
+            ha="center",
+            va="center",
+            zorder=4,
+            color="white" if norm(mae[q]) < 0.6 else "black",
+        )
+    from matplotlib.cm import ScalarMappable
+
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="MAE of <Z>")
+    ax.set_axis_off()
+    ax.set_title(f"{len(used)} of {num_qubits} qubits used (grey: idle)")
+    return _png(fig)
+
+
+def hellinger_plot(fidelity: np.ndarray) -> bytes:
+    """Hellinger fidelity of every sampled row's measured vs exact distribution."""
+    fig, ax = _figure()
+    ax.hist(fidelity, bins=np.linspace(min(0.8, float(fidelity.min())), 1.0, 41), color="tab:green")
+    ax.axvline(float(fidelity.mean()), color="black", lw=1, label=f"mean {fidelity.mean():.4f}")
+    ax.set(xlabel="Hellinger fidelity (measured vs exact outcome distribution)", ylabel="rows")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def confusion_plot(confusion: np.ndarray) -> bytes:
+    """Exact model's class (rows) vs the backend's (columns)."""
+    fig, ax = _figure(5.2, 4.6)
+    image = ax.imshow(confusion, cmap="Blues")
+    c = len(confusion)
+    for i in range(c):
+        for j in range(c):
+            if confusion[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(confusion[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black",
+                )
+    ax.set(
+        xticks=range(c),
+        yticks=range(c),
+        xlabel="backend's prediction",
+        ylabel="exact model's prediction",
+    )
+    fig.colorbar(image, ax=ax, label="images")
+    return _png(fig)

@@ -1,0 +1,51 @@
+"""`qvit-hw demo` end to end on a tiny configuration (`make demo` runs the full one)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from qvit_hw.cli import app
+
+runner = CliRunner()
+TINY = ("--epochs", "1", "--train-limit", "40", "--images", "2", "--shots", "200")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_runs_every_step_and_prints_where_the_report_is(demo):
+    out, output = demo
+    assert f"report: {(out / 'run' / 'report.html').resolve()}" in output.replace("\n", "")
+    assert (out / "train" / "best.pt").is_file() and (out / "bundle" / "manifest.json").is_file()
+    for target in ("ibm_brisbane", "rigetti_ankaa_3"):
+        report = json.loads((out / "transpile" / f"transpile_{target}.json").read_text())
+        assert report["target"] == target and len(report["qnns"]) == 6
+    assert len(list((out / "transpile" / "quil").glob("*.quil"))) == 6  # Rigetti native Quil
+    run = json.loads((out / "run" / "run.json").read_text())
+    assert run["status"] == "complete" and run["backend"] == "fake_brisbane"
+    assert run["images"] == 2 and run["shots"] == 200 and run["mitigate"] == "readout"
+    numbers = json.loads((out / "run" / "report.json").read_text())
+    assert 0 < numbers["z"]["mae"] < 0.2 and numbers["hellinger"]["rows"] > 0
+    state = json.loads((out / "demo.json").read_text())
+    assert state["status"] == "complete" and set(state["seconds"]) == {
+        "train", "export", "transpile", "run", "report"
+    }  # fmt: skip
+
+
+def test_a_finished_demo_is_not_redone_and_other_settings_need_overwrite(demo, tmp_path):
+    out, _ = demo
+    again = runner.invoke(app, ["demo", "--out", str(out), *TINY])
+    assert again.exit_code == 0 and "already holds a finished demo" in again.output
+    other = runner.invoke(app, ["demo", "--out", str(out), *TINY[:-1], "300"])
+    assert other.exit_code == 1
+    assert "holds a demo with other settings; pass --overwrite" in other.output
+    (tmp_path / "mine.txt").write_text("not a demo")
+    refused = runner.invoke(app, ["demo", "--out", str(tmp_path), *TINY, "--overwrite"])
+    assert refused.exit_code == 1 and "is not a demo directory" in refused.output
+    assert (tmp_path / "mine.txt").exists()  # --overwrite never removes what is not ours

@@ -1,0 +1,221 @@
+"""`qvit-hw report`: every number recomputed from a run's raw files, and the HTML in a browser.
+
+Runs here use a QViT on the offline digits data with 7x7 patches (16 tokens, 96 QNN rows
+per image), as tests/test_run.py does, so that each takes a second or a few.
+"""
+
+import base64
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from qiskit.quantum_info import hellinger_fidelity
+from sklearn.metrics import confusion_matrix, roc_auc_score
+from typer.testing import CliRunner
+
+from qvit_hw.cli import app
+from qvit_hw.data import Normalization
+from qvit_hw.export import export_bundle
+from qvit_hw.jobs.run import RunOptions, run_bundle
+from qvit_hw.model import QViT
+from qvit_hw.transpile import get_target
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bundle") / "digits"
+    info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
+    export_bundle(QViT(num_classes=10, patch_size=7), path, info=info)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(bundle, tmp_path_factory) -> dict[str, Path]:
+    """Complete runs of the first test images: exact, ideal shots, and fake_brisbane with
+    readout mitigation (its report is also written, beside the shots run)."""
+    root = tmp_path_factory.mktemp("runs")
+    settings = {
+        "statevector": RunOptions(bundle, limit=4),
+        "shots": RunOptions(bundle, backend="shots", limit=12, shots=400, job_size=40),
+        "fake": RunOptions(bundle, backend="fake_brisbane", limit=2, shots=300, mitigate="readout",
+                           poll_interval=0.0),
+    }  # fmt: skip
+    out = {name: root / name for name in settings}
+    for name, options in settings.items():
+        run_bundle(options, out[name])
+    result = runner.invoke(app, ["report", str(out["fake"]), "--against", str(out["shots"])])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def raw(run: Path) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
+    with np.load(run / "rows.npz") as npz:
+        rows = {k: npz[k] for k in npz.files}
+    with (run / "predictions.csv").open() as f:
+        return rows, list(csv.DictReader(f))
+
+
+def report(run: Path) -> dict:
+    if not (run / "report.json").exists():
+        assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    return json.loads((run / "report.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["shots", "fake"])
+def test_z_errors_match_the_raw_rows(runs, name):
+    rows, _ = raw(runs[name])
+    z = report(runs[name])["z"]
+    d = rows["estimate"] - rows["exact"]  # (R, n)
+    assert z["values"] == d.size
+    assert z["mae"] == pytest.approx(np.abs(d).mean(), rel=1e-12)
+    assert z["rmse"] == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-12)
+    assert z["within_2se"] == pytest.approx(np.mean(np.abs(d) <= 2 * rows["stderr"]))
+    corr = np.corrcoef(rows["estimate"].ravel(), rows["exact"].ravel())[0, 1]
+    assert z["correlation"] == pytest.approx(corr, rel=1e-12)
+    raw_mae = np.abs(rows["estimate_raw"] - rows["exact"]).mean()
+    assert report(runs[name])["z_raw"]["mae"] == pytest.approx(raw_mae, rel=1e-12)
+    # shots alone: errors are shot noise, about 95 % within 2 standard errors
+    if name == "shots":
+        assert 0.9 < z["within_2se"] < 0.99
+        assert z["mae"] == pytest.approx(z["shot_noise_mae"], rel=0.1)
+
+
+def test_errors_per_qnn_and_per_physical_qubit(runs):
+    rows, _ = raw(runs["fake"])
+    numbers = report(runs["fake"])
+    err = np.abs(rows["estimate"] - rows["exact"])
+    names = list(rows["names"])
+    assert [r["qnn"] for r in numbers["per_qnn"]] == names
+    for i, row in enumerate(numbers["per_qnn"]):
+        assert row["mae"] == pytest.approx(err[rows["qnn"] == i].mean(), rel=1e-12)
+    per_qubit = {r["qubit"]: r["mae"] for r in numbers["per_qubit"]}
+    assert set(per_qubit) == set(np.unique(rows["qubits"]).tolist())
+    assert len(per_qubit) > 4  # packed copies on many physical qubits of the chip
+    assert set(per_qubit) <= set(range(get_target("ibm_brisbane", live=False).num_qubits))
+    for q, mae in per_qubit.items():
+        assert mae == pytest.approx(err[rows["qubits"] == q].mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["shots", "fake", "statevector"])
+def test_agreement_accuracy_auc_and_confusion_match_predictions(runs, name):
+    _, table = raw(runs[name])
+    labels = np.array([int(r["label"]) for r in table])
+    pred = np.array([int(r["pred"]) for r in table])
+    exact = np.array([int(r["pred_exact"]) for r in table])
+    p = report(runs[name])["predictions"]
+    assert p["images"] == len(table)
+    assert p["agreement"] == pytest.approx(np.mean(pred == exact))
+    assert p["accuracy"] == pytest.approx(np.mean(pred == labels))
+    assert p["exact_accuracy"] == pytest.approx(np.mean(exact == labels))
+    for key, prefix in (("auc", "prob_"), ("exact_auc", "prob_exact_")):
+        probs = np.array([[float(r[f"{prefix}{c}"]) for c in range(10)] for r in table])
+        aucs = [roc_auc_score(labels == c, probs[:, c]) for c in range(10)
+                if 0 < np.sum(labels == c) < len(labels)]  # fmt: skip
+        assert p[key] == pytest.approx(np.mean(aucs), rel=1e-12)
+    np.testing.assert_array_equal(p["confusion"], confusion_matrix(exact, pred, labels=range(10)))
+
+
+def test_cost_table_is_the_runs_cost(runs):
+    cost = json.loads((runs["fake"] / "cost.json").read_text())
+    table = report(runs["fake"])["cost"]
+    for key in ("rows", "executions", "shots", "jobs", "retries", "wall_seconds", "qpu_seconds"):
+        assert table[key] == cost[key]
+    assert table["shots"] == cost["executions"] * 300 and table["packing"] == cost["packing"]
+
+
+@pytest.mark.parametrize("name", ["shots", "fake"])
+def test_hellinger_fidelity_of_sampled_rows_matches_qiskit(runs, name):
+    rows, _ = raw(runs[name])
+    with np.load(runs[name] / "histograms.npz") as npz:
+        ids, counts, exact = npz["row"], npz["counts"], npz["exact"]
+    shots = 400 if name == "shots" else 300
+    assert len(ids) >= 4 and (counts.sum(axis=1) == shots).all()
+    signs = 1 - 2 * ((np.arange(16)[:, None] >> np.arange(4)) & 1)  # (16, 4): bit i = qubit i
+    # the exact distribution is that of the row's QNN; the counts are its raw shots
+    np.testing.assert_allclose(exact @ signs, rows["exact"][ids], atol=1e-12)
+    np.testing.assert_allclose(counts @ signs / shots, rows["estimate_raw"][ids], atol=1e-12)
+    fidelity = [
+        hellinger_fidelity({s: int(c) for s, c in enumerate(cnt) if c}, dict(enumerate(ex)))
+        for cnt, ex in zip(counts, exact, strict=True)
+    ]
+    h = report(runs[name])["hellinger"]
+    assert h["rows"] == len(ids)
+    assert h["mean"] == pytest.approx(np.mean(fidelity), rel=1e-9)
+    assert h["min"] == pytest.approx(np.min(fidelity), rel=1e-9)
+    if name == "shots":  # sampling alone: 16 outcomes from 400 shots lose about 1-2 %
+        assert h["min"] > 0.95 and h["mean"] < 1.0
+
+
+def test_an_exact_run_reports_no_error_and_no_histograms(runs):
+    numbers = report(runs["statevector"])
+    assert numbers["z"]["mae"] < 1e-12 and numbers["z"]["within_2se"] == 1.0
+    assert numbers["hellinger"] is None and numbers["predictions"]["agreement"] == 1.0
+    assert not (runs["statevector"] / "histograms.npz").exists()
+
+
+def test_against_puts_both_runs_in_the_json_and_side_by_side_in_the_html(runs):
+    doc = json.loads((runs["fake"] / "report.json").read_text())
+    assert doc["backend"] == "fake_brisbane" and doc["against"]["backend"] == "shots"
+    page = (runs["fake"] / "report.html").read_text()
+    assert "fake_brisbane (300 shots, mitigate=readout)" in page and "shots (400 shots)" in page
+    assert "<script" not in page and not re.search(r'(src|href)="(?!data:)|url\(', page)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2 * 6  # scatter, errors, per QNN, per qubit, Hellinger, confusion
+    import matplotlib.image as mpimg
+
+    for data in images:
+        pixels = mpimg.imread(io.BytesIO(base64.b64decode(data)), format="png")
+        assert pixels.ndim == 3 and pixels.std() > 0.05  # decodes, and is not blank
+
+
+def test_report_of_a_missing_or_unfinished_run_fails_with_one_line(runs, tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and "not a run directory" in result.output
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs["statevector"], unfinished)
+    run = json.loads((unfinished / "run.json").read_text())
+    (unfinished / "run.json").write_text(json.dumps({**run, "status": "interrupted"}))
+    from qvit_hw.errors import DataError
+    from qvit_hw.report import write_report
+
+    with pytest.raises(DataError, match=r"the run is interrupted, not complete; .*--resume"):
+        write_report(unfinished)
+    with pytest.raises(DataError, match=r"not a run directory \(no run.json\)"):
+        write_report(tmp_path / "nope")
+
+
+def test_report_html_renders_in_headless_chromium(runs, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (make browser installs it)")
+        pytest.skip("chromium is not installed: `make browser` (as root) installs it")
+    page = runs["fake"] / "report.html"
+    shot = tmp_path / "shot.png"
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+            "--v=0", f"--screenshot={shot}", "--window-size=1280,4000", page.as_uri()]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, console
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)  # (4000, 1280, channels)
+    assert pixels.shape[:2] == (4000, 1280) and pixels.std() > 0.05
+    dom = subprocess.run([*args[:-3], "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout  # fmt: skip
+    assert dom.count("<img") == 12 and "Fidelity report" in dom
