@@ -280,3 +280,40 @@ class LocalJobs:
             return self._results[job_id]
         except KeyError:
             raise PermanentBackendError(f"{self.prefix}: no job {job_id!r}") from None
+
+
+class LocalBackend:
+    """Base of the in-process backends (statevector, shots, fake_<device>, pennylane:...):
+    a job finishes while it is submitted, so `submit` runs ``_run`` on every pub.
+
+    Subclasses set ``name`` and ``_target`` (via ``__init__``) and implement ``_run``;
+    ``_check`` may add checks that must pass for every pub before any of them runs.
+    """
+
+    def __init__(self, name: str, target: BackendTarget | None = None) -> None:
+        self.name = name
+        self._target = target if target is not None else BackendTarget(name)
+        self._jobs = LocalJobs(name)
+
+    @property
+    def target(self) -> BackendTarget:
+        return self._target
+
+    def submit(self, pubs: Sequence[Pub]) -> str:
+        self._check(pubs)
+        return self._jobs.add([self._run(pub) for pub in pubs])
+
+    def status(self, job_id: str) -> JobStatus:
+        return self._jobs.status(job_id)
+
+    def result(self, job_id: str) -> JobResult:
+        return self._jobs.result(job_id)
+
+    def readout_errors(self) -> dict[int, tuple[float, float]]:
+        return {}
+
+    def _check(self, pubs: Sequence[Pub]) -> None:
+        self._target.check_job(pubs)
+
+    def _run(self, pub: Pub) -> PubResult:
+        raise NotImplementedError

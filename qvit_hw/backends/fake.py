@@ -24,9 +24,7 @@ from .base import (
     SAMPLE_ROWS,
     SAMPLE_SHOTS,
     BackendTarget,
-    JobResult,
-    JobStatus,
-    LocalJobs,
+    LocalBackend,
     Pub,
     PubResult,
     outcome_bits,
@@ -54,7 +52,7 @@ def fake_device_classes() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-class FakeDeviceBackend:
+class FakeDeviceBackend(LocalBackend):
     """A fake IBM device simulated by Aer with its noise model (``noise=False``: ideal)."""
 
     def __init__(self, name: str, *, seed: int = 0, noise: bool = True) -> None:
@@ -65,12 +63,11 @@ class FakeDeviceBackend:
             import difflib
 
             raise BackendNotFoundError(name, difflib.get_close_matches(name, classes, n=2))
-        self.name = name
         self.seed = int(seed)
         self.noise = bool(noise)
         self.device = getattr(fake_provider, classes[name])()
         config = self.device.configuration() if hasattr(self.device, "configuration") else None
-        self._target = BackendTarget(
+        target = BackendTarget(
             name,
             num_qubits=self.device.num_qubits,
             basis_gates=tuple(sorted(self.device.operation_names)),
@@ -79,24 +76,14 @@ class FakeDeviceBackend:
             max_executions=IBM_MAX_EXECUTIONS,
             qiskit_target=self.device.target,
         )
-        self._jobs = LocalJobs(name)
+        super().__init__(name, target)
         self._simulator: Any = None
         self._checked: dict[int, tuple[QuantumCircuit, list[_Copy]]] = {}
 
-    @property
-    def target(self) -> BackendTarget:
-        return self._target
-
-    def submit(self, pubs: Sequence[Pub]) -> str:
-        self._target.check_job(pubs)
-        copies = [self._copies(pub.circuit) for pub in pubs]  # checks ISA before running
-        return self._jobs.add([self._run(p, c) for p, c in zip(pubs, copies, strict=True)])
-
-    def status(self, job_id: str) -> JobStatus:
-        return self._jobs.status(job_id)
-
-    def result(self, job_id: str) -> JobResult:
-        return self._jobs.result(job_id)
+    def _check(self, pubs: Sequence[Pub]) -> None:
+        super()._check(pubs)
+        for pub in pubs:  # the ISA of every pub before any runs
+            self._copies(pub.circuit)
 
     def readout_errors(self) -> dict[int, tuple[float, float]]:
         """(p(1|0), p(0|1)) per qubit from the target's measure properties, as Aer's noise
@@ -129,7 +116,8 @@ class FakeDeviceBackend:
         self._checked[id(circuit)] = (circuit, copies)
         return copies
 
-    def _run(self, pub: Pub, copies: list[_Copy]) -> PubResult:
+    def _run(self, pub: Pub) -> PubResult:
+        copies = self._copies(pub.circuit)  # cached by _check
         experiments: list[QuantumCircuit] = []
         binds: list[dict[Any, Any]] = []
         for cp in copies:

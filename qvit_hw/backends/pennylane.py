@@ -22,7 +22,6 @@ import json
 import subprocess
 import tempfile
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ import numpy as np
 
 from ..circuit import QNNSpec, qiskit_circuit
 from ..errors import CredentialsError, PermanentBackendError
-from .base import BackendTarget, JobResult, JobStatus, LocalJobs, Pub, PubResult
+from .base import LocalBackend, Pub, PubResult
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -106,7 +105,7 @@ def _stop(proc: subprocess.Popen, stderr: Any) -> None:
     stderr.close()
 
 
-class PennyLaneBackend:
+class PennyLaneBackend(LocalBackend):
     """A PennyLane device, in this process or in a `Worker`."""
 
     def __init__(
@@ -119,13 +118,11 @@ class PennyLaneBackend:
     ) -> None:
         if shots is not None and (isinstance(shots, bool) or int(shots) < 1):
             raise ValueError(f"pennylane: shots must be a whole number >= 1, got {shots!r}")
+        super().__init__(f"pennylane:{device}")
         self.device = device
-        self.name = f"pennylane:{device}"
         self.shots = None if shots is None else int(shots)
         self.options = dict(options or {})
         self.worker = Worker(python) if python else None
-        self._target = BackendTarget(self.name)
-        self._jobs = LocalJobs(self.name)
         self._layouts: dict[int, tuple[QuantumCircuit, _Layout]] = {}
         try:
             self._call({"check": True, "device": device, "options": self.options})
@@ -136,23 +133,6 @@ class PennyLaneBackend:
                     "venv-pennylane-rigetti`, then add ?python=.venv-pennylane-rigetti/bin/python"
                 ) from exc
             raise
-
-    @property
-    def target(self) -> BackendTarget:
-        return self._target
-
-    def submit(self, pubs: Sequence[Pub]) -> str:
-        self._target.check_job(pubs)
-        return self._jobs.add([self._run(pub) for pub in pubs])
-
-    def status(self, job_id: str) -> JobStatus:
-        return self._jobs.status(job_id)
-
-    def result(self, job_id: str) -> JobResult:
-        return self._jobs.result(job_id)
-
-    def readout_errors(self) -> dict[int, tuple[float, float]]:
-        return {}
 
     def close(self) -> None:
         if self.worker is not None:
