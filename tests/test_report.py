@@ -16,29 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from qiskit.quantum_info import hellinger_fidelity
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
-from qvit_hw.data import Normalization
-from qvit_hw.export import export_bundle
 from qvit_hw.jobs.run import RunOptions, run_bundle
-from qvit_hw.model import QViT
 from qvit_hw.transpile import get_target
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("bundle") / "digits"
-    info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
-    export_bundle(QViT(num_classes=10, patch_size=7), path, info=info)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

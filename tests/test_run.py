@@ -15,25 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
-from qvit_hw.data import Normalization
 from qvit_hw.export import export_bundle
 from qvit_hw.model import QViT
 
 runner = CliRunner()
 ROWS_PER_IMAGE = 16 * 6  # tokens x QNNs
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("bundle") / "digits"
-    info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
-    export_bundle(QViT(num_classes=10, patch_size=7), path, info=info)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

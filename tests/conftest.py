@@ -1,0 +1,18 @@
+"""Fixtures shared across test modules."""
+
+import pytest
+import torch
+
+from qvit_hw.data import Normalization
+from qvit_hw.export import export_bundle
+from qvit_hw.model import QViT
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> str:
+    """A small digits bundle (28x28 with 7x7 patches: 16 tokens), seeded, untrained."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bundle") / "digits"
+    info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
+    export_bundle(QViT(num_classes=10, patch_size=7), path, info=info)
+    return str(path)
