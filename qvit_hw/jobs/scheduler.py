@@ -410,6 +410,7 @@ class Scheduler:
             return f"job {number[job.payload]}/{len(unique)} ({job.executions} executions)"
 
         results, todo, in_flight = self._from_journal(unique)
+        lost: dict[str, int] = {}  # payload -> times the backend lost it in this call
         task = None
         if self.progress is not None:
             task = self.progress.add_task(description, total=len(unique), completed=len(results))
@@ -425,6 +426,12 @@ class Scheduler:
                     result = self._poll(flight, label(flight.job))
                     if result is _LOST:
                         del in_flight[payload]
+                        lost[payload] = lost.get(payload, 0) + 1
+                        if lost[payload] >= self.retry.attempts:
+                            raise PermanentBackendError(
+                                f"{label(flight.job)} was lost by {self.backend.name} "
+                                f"{lost[payload]} times (last id {flight.job_id}); stopping"
+                            )
                         todo.appendleft(flight.job)
                         self.stats.resubmitted += 1
                     elif result is not None:

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from qvit_hw.backends import get_backend
+from qvit_hw.backends.base import JobStatus
 from qvit_hw.backends.mock import MockBackend
 from qvit_hw.circuit import QNNSpec, chain, expectations, random_inputs, tree
 from qvit_hw.errors import JobTooLargeError, PermanentBackendError, RunInterrupted
 from qvit_hw.jobs.journal import DONE, FAILED, SUBMITTED, Journal
 from qvit_hw.jobs.mitigation import from_properties
+from qvit_hw.jobs.retry import Retry
 from qvit_hw.jobs.scheduler import QNNCall, Scheduler
 
 
@@ -152,6 +154,20 @@ def test_a_job_the_backend_lost_is_submitted_again():
     (est,) = first.run(calls)  # that id belonged to a process that ended
     assert first.stats.resubmitted == 1 and journal.get(job.payload).submits == 2
     np.testing.assert_allclose(est.z, exact(calls[0]), atol=1e-12)
+
+
+def test_a_job_lost_again_and_again_stops_after_the_retry_budget():
+    class Forgetful(type(get_backend("statevector"))):
+        """Accepts every job and then never knows it (e.g. a service failing it retryably)."""
+
+        def status(self, job_id):
+            return JobStatus.UNKNOWN
+
+    backend = Forgetful()
+    sched = scheduler(backend, retry=Retry(attempts=3, sleep=lambda s: None))
+    with pytest.raises(PermanentBackendError, match=r"was lost by statevector 3 times"):
+        sched.run(layer_calls(chain(4), 20, qnns=1))
+    assert sched.stats.submitted == 3 and sched.stats.resubmitted == 2
 
 
 def test_packed_copies_on_a_device_give_exact_values_without_noise():
