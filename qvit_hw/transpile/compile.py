@@ -176,18 +176,64 @@ def _transpile_copies(
     level: int,
 ) -> list[_Copy]:
     """Transpile ``template`` into each region's sub-target; regions of the same shape (same
-    local gates and coupler directions) reuse one result, so a chip is usually served by a
-    handful of transpiler runs (one on CZ and iSWAP chips, a few for ECR's directions)."""
-    done: dict[tuple[Any, ...], tuple[QuantumCircuit, tuple[int, ...], int]] = {}
-    copies = []
-    for region in (tuple(map(int, r)) for r in regions):
+    local gates and coupler directions) reuse one result. Unrouted copies of every distinct
+    shape go through the transpiler together, side by side, in a single run (building a
+    preset pass manager costs more than running it on a few more qubits)."""
+    shape_of: list[tuple[Any, ...]] = []
+    reps: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    all_regions = [tuple(map(int, r)) for r in regions]
+    for region in all_regions:
         sub = restrict_target(dt.target, region)
         shape = tuple(sorted((name, tuple(sorted(sub[name]))) for name in sub.operation_names))
-        if shape not in done:
-            done[shape] = _transpile(template, sub, routed, seed, level)
+        shape_of.append(shape)
+        reps.setdefault(shape, region)
+    done = None if routed else _transpile_side_by_side(template, dt, reps, seed, level)
+    if done is None:
+        done = {
+            shape: _transpile(template, restrict_target(dt.target, region), routed, seed, level)
+            for shape, region in reps.items()
+        }
+    copies = []
+    for region, shape in zip(all_regions, shape_of, strict=True):
         out, layout, swaps = done[shape]
         copies.append(_Copy(out, region, tuple(region[j] for j in layout), swaps))
     return copies
+
+
+def _transpile_side_by_side(
+    template: QuantumCircuit,
+    dt: DeviceTarget,
+    reps: dict[tuple[Any, ...], tuple[int, ...]],
+    seed: int,
+    level: int,
+) -> dict[tuple[Any, ...], tuple[QuantumCircuit, tuple[int, ...], int]] | None:
+    """One transpiler run over one copy per shape, each on its own region; split back into
+    per-copy circuits over local indices. None if the transpiler moved or joined copies."""
+    from qiskit import QuantumCircuit
+
+    n, m = template.num_qubits, len(reps)
+    if any(len(region) != n for region in reps.values()):
+        return None
+    union = tuple(q for region in reps.values() for q in region)
+    wide = QuantumCircuit(m * n, m * n)
+    for i in range(m):
+        block = range(i * n, (i + 1) * n)
+        wide.compose(template, qubits=block, clbits=block, inplace=True)
+    out, layout, swaps = _transpile(wide, restrict_target(dt.target, union), False, seed, level)
+    if swaps or layout != tuple(range(m * n)):
+        return None
+    parts = [QuantumCircuit(n, n, name=template.name) for _ in range(m)]
+    for inst in out.data:
+        qs = [out.find_bit(q).index for q in inst.qubits]
+        cs = [out.find_bit(c).index for c in inst.clbits]
+        owners = {q // n for q in qs} | {c // n for c in cs}
+        if len(owners) != 1:  # an instruction across copies: fall back to one run per shape
+            return None
+        part = parts[owners.pop()]
+        part.append(
+            inst.operation, [part.qubits[q % n] for q in qs], [part.clbits[c % n] for c in cs]
+        )
+    return {shape: (parts[i], tuple(range(n)), 0) for i, shape in enumerate(reps)}
 
 
 def _transpile(
