@@ -2,7 +2,7 @@
 
 from .circuit import QNNSpec, chain, expectations, tree
 from .export import load_bundle
-from .model import ModelConfig, QViT, VisionTransformer, ViT, build_model
+from .model import ModelConfig, QViT, VisionTransformer, ViT
 
 __version__ = "0.1.0"
 
@@ -13,7 +13,6 @@ __all__ = [
     "ViT",
     "VisionTransformer",
     "__version__",
-    "build_model",
     "chain",
     "expectations",
     "load_bundle",

@@ -210,16 +210,11 @@ def _cnot_permutation(n: int, control: int, target: int) -> Tensor:
     return torch.where(index & cbit != 0, index ^ tbit, index)
 
 
-_Z_SIGNS: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
-
-
+@cache
 def z_signs(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """(2^n, n) matrix of Z eigenvalues, +1 for bit 0 and -1 for bit 1 (qubit 0 first)."""
-    key = (n, dtype, device)
-    if key not in _Z_SIGNS:
-        bits = (torch.arange(2**n)[:, None] >> torch.arange(n - 1, -1, -1)) & 1
-        _Z_SIGNS[key] = (1 - 2 * bits).to(dtype=dtype, device=device)
-    return _Z_SIGNS[key]
+    bits = (torch.arange(2**n)[:, None] >> torch.arange(n - 1, -1, -1)) & 1
+    return (1 - 2 * bits).to(dtype=dtype, device=device)
 
 
 def _check_shapes(spec: QNNSpec, x: Tensor, weights: Tensor) -> None:

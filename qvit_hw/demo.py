@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic
+
 DEMO_FILE = "demo.json"
 
 
@@ -195,9 +197,7 @@ def _read(out: Path) -> dict[str, Any] | None:
 
 
 def _write(out: Path, obj: dict[str, Any]) -> None:
-    tmp = out / f".{DEMO_FILE}.tmp"
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, out / DEMO_FILE)
+    write_atomic(out / DEMO_FILE, json.dumps(obj, indent=2) + "\n")
 
 
 def _plain(obj: Any) -> Any:

@@ -216,10 +216,6 @@ class VisionTransformer(nn.Module):
                 layer.executor = prev
 
 
-def build_model(cfg: ModelConfig) -> VisionTransformer:
-    return VisionTransformer(cfg)
-
-
 def QViT(**kwargs: Any) -> VisionTransformer:
     """A QViT: ``QViT(image_size=28, n_qubits=4, heads=2, num_classes=2)``."""
     return VisionTransformer(ModelConfig(model="qvit", **kwargs))

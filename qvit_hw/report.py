@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .files import write_atomic
 from .plots import (
     chip_plot,
     confusion_plot,
@@ -416,12 +417,6 @@ def write_report(
     doc: dict[str, Any] = dict(reports[0][0])
     if against is not None:
         doc["against"] = reports[1][0]
-    _write_atomic(out / REPORT_JSON, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    _write_atomic(out / REPORT_HTML, render_html(reports))
+    write_atomic(out / REPORT_JSON, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    write_atomic(out / REPORT_HTML, render_html(reports))
     return out / REPORT_HTML
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -64,6 +64,7 @@ from .data import (
     to_tensor,
 )
 from .errors import CheckpointError, RunInterrupted
+from .files import write_atomic
 from .model import ModelConfig, VisionTransformer
 from .teacher import ARCH as TEACHER_ARCH
 from .teacher import Teacher, download_pretrained, load_timm_weights
@@ -553,9 +554,7 @@ def write_metrics(
     test: dict[str, float] | None = None,
 ) -> None:
     doc = {**meta, "history": history, "best": best, "test": test}
-    tmp = out / f".{METRICS}.tmp"
-    tmp.write_text(json.dumps(_plain(doc), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out / METRICS)
+    write_atomic(out / METRICS, json.dumps(_plain(doc), indent=2, allow_nan=False) + "\n")
 
 
 def _plain(obj: Any) -> Any:

@@ -40,6 +40,7 @@ import torch
 
 from ..backends import get_backend, parse_name
 from ..errors import DataError, QvitHwError
+from ..files import write_atomic
 from ..model import VisionTransformer
 from .executor import SchedulerExecutor
 from .journal import Journal
@@ -306,17 +307,17 @@ def _finish(
         "packing": {name: t["copies"] for name, t in stats.templates.items()},
         "templates": stats.templates,
     }
-    _write_atomic(out / "predictions.csv", _predictions_csv(data, pred, pred_exact, probs, exact))
+    write_atomic(out / "predictions.csv", _predictions_csv(data, pred, pred_exact, probs, exact))
     buf = io.BytesIO()
     np.savez_compressed(buf, **rows)
-    _write_atomic(out / "rows.npz", buf.getvalue())
+    write_atomic(out / "rows.npz", buf.getvalue())
     histograms = executor.histograms()
     if histograms is not None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **histograms)
-        _write_atomic(out / "histograms.npz", buf.getvalue())
+        write_atomic(out / "histograms.npz", buf.getvalue())
     jobs = "".join(json.dumps(r.to_dict()) + "\n" for r in journal.records())
-    _write_atomic(out / "jobs.jsonl", jobs.encode())
+    write_atomic(out / "jobs.jsonl", jobs.encode())
     _write_json(out / "cost.json", cost)
     summary = RunSummary(
         out=out,
@@ -358,14 +359,8 @@ def _predictions_csv(
     return buf.getvalue().encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+    write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
 
 
 def _jsonable(obj: Any) -> Any:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..circuit import QNNSpec
+from ..files import write_atomic
 from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn
 from .targets import DeviceTarget, get_target
 
@@ -54,7 +55,7 @@ def transpile_report(
             from .native import native_quil
 
             quil_path = f"quil/{q.name}.quil"
-            _write_atomic(out / quil_path, native_quil(c, q.weights))
+            write_atomic(out / quil_path, native_quil(c, q.weights))
         rows.append(
             QNNRow(
                 qnn=q.name,
@@ -86,12 +87,5 @@ def transpile_report(
         ],
         "qnns": [asdict(r) for r in rows],
     }
-    _write_atomic(out / f"transpile_{dt.name}.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / f"transpile_{dt.name}.json", json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
