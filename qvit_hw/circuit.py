@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import CircuitError
+from .errors import CircuitError, one_line
 
 if TYPE_CHECKING:  # heavy SDK imports stay lazy
     from qiskit import QuantumCircuit
@@ -248,6 +249,24 @@ def qiskit_circuit(spec: QNNSpec, *, measure: bool = False) -> QuantumCircuit:
     return qc
 
 
+def parameter_columns(
+    parameters: Sequence[Any], spec: QNNSpec, inputs: str = "x"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where a QNN's inputs and weights sit in an ordered parameter list: positions of
+    ``{inputs}[i]`` (n,) and of ``w[j]`` (2P,), the names `qiskit_circuit` gives them (a
+    packed template names copy c's inputs ``x{c}[i]``). ValueError names one that is missing."""
+    position = {p.name: i for i, p in enumerate(parameters)}
+    names = [f"{inputs}[{i}]" for i in range(spec.n_qubits)]
+    weights = [f"w[{j}]" for j in range(2 * spec.n_pairs)]
+    missing = [name for name in (*names, *weights) if name not in position]
+    if missing:
+        raise ValueError(f"parameters: no {', '.join(missing[:3])} among them")
+    return (
+        np.array([position[name] for name in names], dtype=np.int64),
+        np.array([position[name] for name in weights], dtype=np.int64),
+    )
+
+
 def bind_values(qc: QuantumCircuit, x: Sequence[float], weights: Sequence[float]) -> dict:
     """Parameter -> value map for a circuit from `qiskit_circuit` (weights flat or (P, 2))."""
     flat_w = [float(v) for v in torch.as_tensor(weights, dtype=torch.float64).reshape(-1)]
@@ -340,8 +359,7 @@ def load_qasm(text: str) -> QuantumCircuit:
             return qiskit.qasm2.loads(text)
         return qiskit.qasm3.loads(text)
     except Exception as exc:  # the parsers raise many unrelated types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CircuitError(f"QASM does not parse: {first}") from exc
+        raise CircuitError(f"QASM does not parse: {one_line(exc)}") from exc
 
 
 def pennylane_qnode(spec: QNNSpec, device: Any = None, **qnode_kwargs: Any) -> Any:

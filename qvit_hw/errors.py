@@ -21,6 +21,12 @@ Python. SDK exceptions are converted at the backend edge with ``raise ... from e
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (whitespace collapsed), or its type's name."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 class QvitHwError(Exception):
     """Root of every error qvit-hw raises on purpose."""
 

@@ -26,9 +26,9 @@ import enum
 import hashlib
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -37,6 +37,8 @@ from ..errors import JobTooLargeError, PermanentBackendError
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
     from qiskit.transpiler import Target
+
+    from ..devices import DeviceTarget
 
 
 class JobStatus(enum.Enum):
@@ -53,20 +55,35 @@ class JobStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class BackendTarget:
-    """What a backend offers: qubits, connectivity, gates and per-job limits.
+    """What a backend offers: the device it runs on and its per-job limits.
 
-    ``qiskit_target`` is the device the scheduler transpiles (and packs) QNNs for; None
-    means an ideal simulator that runs the logical circuit as it is.
+    ``device`` is the `DeviceTarget` the scheduler transpiles (and packs) QNNs for, the same
+    object `qvit-hw transpile` reads; None means an ideal simulator that runs the logical
+    circuit as it is, on as many qubits as it needs, with any gate it knows.
     """
 
     name: str
-    num_qubits: int | None = None  # None: as many as a circuit needs
-    basis_gates: tuple[str, ...] | None = None  # None: any gate the simulator knows
-    coupling_map: tuple[tuple[int, int], ...] | None = None  # None: all-to-all
+    device: DeviceTarget | None = None
     max_circuits: int | None = None  # executions (parameter rows) per job
     max_shots: int | None = None  # shots per execution
     max_executions: int | None = None  # executions x shots per job (IBM Sampler: 10M)
-    qiskit_target: Target | None = None
+
+    @property
+    def qiskit_target(self) -> Target | None:
+        return None if self.device is None else self.device.target
+
+    @property
+    def num_qubits(self) -> int | None:
+        return None if self.device is None else self.device.num_qubits
+
+    @property
+    def basis_gates(self) -> tuple[str, ...] | None:
+        return None if self.device is None else self.device.basis_gates
+
+    @property
+    def coupling_map(self) -> tuple[tuple[int, int], ...] | None:
+        """Undirected couplers (p < q); None: all-to-all."""
+        return None if self.device is None else self.device.edges
 
     def job_capacity(self, shots: int) -> int | None:
         """Most executions one job of ``shots`` shots may hold (None: no limit).
@@ -282,7 +299,25 @@ class LocalJobs:
             raise PermanentBackendError(f"{self.prefix}: no job {job_id!r}") from None
 
 
-class LocalBackend:
+class _BackendBase:
+    """What every backend of this package shares: a name, a target and the readout errors
+    its device reports (none for an ideal simulator)."""
+
+    def __init__(self, name: str, target: BackendTarget | None = None) -> None:
+        self.name = name
+        self._target = target if target is not None else BackendTarget(name)
+
+    @property
+    def target(self) -> BackendTarget:
+        return self._target
+
+    def readout_errors(self) -> dict[int, tuple[float, float]]:
+        from ..devices import readout_errors
+
+        return readout_errors(self._target.qiskit_target)
+
+
+class LocalBackend(_BackendBase):
     """Base of the in-process backends (statevector, shots, fake_<device>, pennylane:...):
     a job finishes while it is submitted, so `submit` runs ``_run`` on every pub.
 
@@ -291,13 +326,8 @@ class LocalBackend:
     """
 
     def __init__(self, name: str, target: BackendTarget | None = None) -> None:
-        self.name = name
-        self._target = target if target is not None else BackendTarget(name)
+        super().__init__(name, target)
         self._jobs = LocalJobs(name)
-
-    @property
-    def target(self) -> BackendTarget:
-        return self._target
 
     def submit(self, pubs: Sequence[Pub]) -> str:
         self._check(pubs)
@@ -309,11 +339,51 @@ class LocalBackend:
     def result(self, job_id: str) -> JobResult:
         return self._jobs.result(job_id)
 
-    def readout_errors(self) -> dict[int, tuple[float, float]]:
-        return {}
-
     def _check(self, pubs: Sequence[Pub]) -> None:
         self._target.check_job(pubs)
 
     def _run(self, pub: Pub) -> PubResult:
         raise NotImplementedError
+
+
+class RemoteBackend(_BackendBase):
+    """Base of the backends whose jobs live in a service (IBM, Rigetti, the mock):
+    `submit` checks the job against the target's limits once, then calls ``_submit``
+    (the template-method shape of qiskit-ibm-runtime's primitives)."""
+
+    def submit(self, pubs: Sequence[Pub]) -> str:
+        self._target.check_job(pubs)
+        return self._submit(pubs)
+
+    def _submit(self, pubs: Sequence[Pub]) -> str:
+        raise NotImplementedError
+
+    def status(self, job_id: str) -> JobStatus:
+        raise NotImplementedError
+
+    def result(self, job_id: str) -> JobResult:
+        raise NotImplementedError
+
+
+T = TypeVar("T")
+
+
+class CircuitCache(Generic[T]):
+    """Values derived from a circuit, computed once per circuit object (a template serves
+    many jobs). Keyed by identity plus an optional extra key; the circuit is kept beside
+    its value, so its id cannot be reused by another circuit while the entry lives."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: dict[tuple[Any, ...], tuple[QuantumCircuit, T]] = {}
+
+    def get(self, circuit: QuantumCircuit, build: Callable[[QuantumCircuit], T], *key: Any) -> T:
+        full = (id(circuit), *key)
+        hit = self._entries.get(full)
+        if hit is not None and hit[0] is circuit:
+            return hit[1]
+        if len(self._entries) >= self.size:
+            self._entries.pop(next(iter(self._entries)))
+        value = build(circuit)
+        self._entries[full] = (circuit, value)
+        return value

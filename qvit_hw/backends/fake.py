@@ -12,91 +12,50 @@ at most ``max_shots`` shots per circuit and 10M executions (circuits x shots) pe
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import BackendNotFoundError, PermanentBackendError
+from ..devices.ibm import fake_backend, fake_device_classes
+from ..errors import PermanentBackendError
 from .base import (
     SAMPLE_ROWS,
     SAMPLE_SHOTS,
-    BackendTarget,
+    CircuitCache,
     LocalBackend,
     Pub,
     PubResult,
     outcome_bits,
     pub_seed,
 )
+from .ibm import ibm_target
 from .simulate import cached_components
+
+__all__ = ["FakeDeviceBackend", "fake_device_classes"]
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
-
-IBM_MAX_EXECUTIONS = 10_000_000  # circuits x shots per Sampler job
-
-
-@cache
-def fake_device_classes() -> dict[str, str]:
-    """Backend name -> class name of every V2 fake backend (``fake_brisbane``: FakeBrisbane)."""
-    from qiskit_ibm_runtime import fake_provider
-    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
-
-    out = {}
-    for cls_name, cls in vars(fake_provider).items():
-        if inspect.isclass(cls) and issubclass(cls, FakeBackendV2) and cls is not FakeBackendV2:
-            stem = cls_name.removeprefix("Fake").removesuffix("V2").removesuffix("Backend")
-            out[f"fake_{stem.lower()}"] = cls_name
-    return dict(sorted(out.items()))
 
 
 class FakeDeviceBackend(LocalBackend):
     """A fake IBM device simulated by Aer with its noise model (``noise=False``: ideal)."""
 
     def __init__(self, name: str, *, seed: int = 0, noise: bool = True) -> None:
-        from qiskit_ibm_runtime import fake_provider
-
-        classes = fake_device_classes()
-        if name not in classes:
-            import difflib
-
-            raise BackendNotFoundError(name, difflib.get_close_matches(name, classes, n=2))
         self.seed = int(seed)
         self.noise = bool(noise)
-        self.device = getattr(fake_provider, classes[name])()
-        config = self.device.configuration() if hasattr(self.device, "configuration") else None
-        target = BackendTarget(
-            name,
-            num_qubits=self.device.num_qubits,
-            basis_gates=tuple(sorted(self.device.operation_names)),
-            coupling_map=tuple(self.device.coupling_map.get_edges()),
-            max_shots=int(getattr(config, "max_shots", 0) or 100_000),
-            max_executions=IBM_MAX_EXECUTIONS,
-            qiskit_target=self.device.target,
+        self.device = fake_backend(name)
+        super().__init__(
+            name, ibm_target(name, self.device, f"snapshot: {type(self.device).__name__}")
         )
-        super().__init__(name, target)
         self._simulator: Any = None
-        self._checked: dict[int, tuple[QuantumCircuit, list[_Copy]]] = {}
+        self._copies_of: CircuitCache[list[_Copy]] = CircuitCache()
 
     def _check(self, pubs: Sequence[Pub]) -> None:
         super()._check(pubs)
         for pub in pubs:  # the ISA of every pub before any runs
             self._copies(pub.circuit)
-
-    def readout_errors(self) -> dict[int, tuple[float, float]]:
-        """(p(1|0), p(0|1)) per qubit from the target's measure properties, as Aer's noise
-        model reads them (symmetric ``error`` unless asymmetric rates are given)."""
-        measure = self.device.target.get("measure", {})
-        out = {}
-        for qargs, props in measure.items():
-            if qargs is None or props is None or props.error is None:
-                continue
-            e0 = getattr(props, "prob_meas1_prep0", props.error)
-            e1 = getattr(props, "prob_meas0_prep1", props.error)
-            out[qargs[0]] = (float(e0), float(e1))
-        return out
 
     # --- simulation ----------------------------------------------------------------------
 
@@ -108,13 +67,13 @@ class FakeDeviceBackend(LocalBackend):
         return self._simulator
 
     def _copies(self, circuit: QuantumCircuit) -> list[_Copy]:
-        hit = self._checked.get(id(circuit))
-        if hit is not None and hit[0] is circuit:
-            return hit[1]
-        _check_isa(circuit, self.device.target, self.name)
-        copies = _split(circuit)
-        self._checked[id(circuit)] = (circuit, copies)
-        return copies
+        """The ISA-checked independent copies of a packed circuit (cached per template)."""
+
+        def build(qc: QuantumCircuit) -> list[_Copy]:
+            _check_isa(qc, self.device.target, self.name)
+            return _split(qc)
+
+        return self._copies_of.get(circuit, build)
 
     def _run(self, pub: Pub) -> PubResult:
         copies = self._copies(pub.circuit)  # cached by _check
@@ -166,9 +125,8 @@ class FakeDeviceBackend(LocalBackend):
 def _noisy_simulator(name: str) -> Any:
     """Aer with the device's noise model (building it takes seconds: once per process)."""
     from qiskit_aer import AerSimulator
-    from qiskit_ibm_runtime import fake_provider
 
-    return AerSimulator.from_backend(getattr(fake_provider, fake_device_classes()[name])())
+    return AerSimulator.from_backend(fake_backend(name))
 
 
 class _Copy:

@@ -16,13 +16,20 @@ real, and injects, reproducibly from ``seed``:
 Options come as keyword arguments or in the name: ``mock?transient=0.3&fail=2,5&seed=1``.
 With ``state=DIR`` the mock keeps its jobs in that folder: a new process re-attaches to
 jobs submitted by an earlier one (as a cloud service would), and ``DIR/submits.jsonl``
-logs every accepted submit, so tests can count submits across processes.
+logs every accepted submit, so tests can count submits across processes. A job is kept as
+``DIR/jobs/<id>.npz`` (plain arrays, read without pickle) beside ``<id>.qpy`` (its
+circuits in Qiskit's QPY format, which holds no code), so a crafted state folder can never
+run code.
+
+`get_backend("mock?inner=...")` builds the inner backend and hands it over; built directly,
+``MockBackend(...)`` wraps a `StatevectorBackend` unless given ``inner_backend``.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import pickle
+import math
 import time
 import uuid
 from collections import Counter
@@ -34,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PermanentBackendError, TransientBackendError
-from .base import Backend, BackendTarget, JobResult, JobStatus, Pub
+from .base import Backend, JobResult, JobStatus, Pub, RemoteBackend
 
 
 def _ints(text: Any) -> tuple[int, ...]:
@@ -84,8 +91,8 @@ class MockOptions:
         for name in ("transient", "result_transient"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"mock: {name} must be in [0, 1), got {getattr(self, name)}")
-        if self.latency < 0:
-            raise ValueError(f"mock: latency must be >= 0, got {self.latency}")
+        if not (math.isfinite(self.latency) and self.latency >= 0):
+            raise ValueError(f"mock: latency must be >= 0 and finite, got {self.latency}")
         if self.inner.split("?")[0] == "mock":
             raise ValueError("mock: inner must be another backend, not mock")
 
@@ -111,7 +118,7 @@ class _Job:
     result: JobResult | None = None
 
 
-class MockBackend:
+class MockBackend(RemoteBackend):
     """A backend that fails on purpose, reproducibly; results come from ``inner``."""
 
     def __init__(
@@ -122,13 +129,32 @@ class MockBackend:
         clock: Callable[[], float] = time.time,
         **kwargs: Any,
     ) -> None:
-        from .registry import get_backend
-
         if options is not None and kwargs:
             raise TypeError("give MockOptions or keyword options, not both")
         self.options = options if options is not None else MockOptions.parse(kwargs)
-        self.name = "mock"
-        self.inner = inner_backend or get_backend(self.options.inner)
+        if inner_backend is None:
+            if self.options.inner != "statevector":
+                raise TypeError(
+                    f"mock: pass inner_backend for inner={self.options.inner!r} "
+                    "(get_backend('mock?inner=...') builds it)"
+                )
+            from .statevector import StatevectorBackend
+
+            inner_backend = StatevectorBackend()
+        self.inner = inner_backend
+        o, t = self.options, self.inner.target
+        super().__init__(
+            "mock",
+            replace(
+                t,
+                name="mock",
+                max_circuits=o.max_circuits if o.max_circuits is not None else t.max_circuits,
+                max_shots=o.max_shots if o.max_shots is not None else t.max_shots,
+                max_executions=(
+                    o.max_executions if o.max_executions is not None else t.max_executions
+                ),
+            ),
+        )
         self.clock = clock
         self.calls: Counter[str] = Counter()  # submit, submit_failed, result_failed, ...
         self._rng = np.random.default_rng(self.options.seed)
@@ -136,18 +162,6 @@ class MockBackend:
         self._state = Path(self.options.state) if self.options.state else None
         if self._state is not None:
             (self._state / "jobs").mkdir(parents=True, exist_ok=True)
-        o, t = self.options, self.inner.target
-        self._target = replace(
-            t,
-            name=self.name,
-            max_circuits=o.max_circuits if o.max_circuits is not None else t.max_circuits,
-            max_shots=o.max_shots if o.max_shots is not None else t.max_shots,
-            max_executions=o.max_executions if o.max_executions is not None else t.max_executions,
-        )
-
-    @property
-    def target(self) -> BackendTarget:
-        return self._target
 
     @property
     def submits(self) -> int:
@@ -159,15 +173,16 @@ class MockBackend:
         if self.options.transient and self._rng.random() < self.options.transient:
             self.calls["submit_failed"] += 1
             raise TransientBackendError("mock: injected transient failure on submit")
-        self._target.check_job(pubs)
+        return super().submit(pubs)
+
+    def _submit(self, pubs: Sequence[Pub]) -> str:
         ordinal = self._next_ordinal()
         job_id = f"mock-{ordinal:05d}-{uuid.uuid4().hex[:8]}"
         job = _Job(ordinal, self.clock(), list(pubs))
         self._jobs[job_id] = job
         self.calls["submit"] += 1
         if self._state is not None:
-            with (self._state / "jobs" / f"{job_id}.pkl").open("wb") as f:
-                pickle.dump((job.ordinal, job.submitted_at, job.pubs), f)
+            _save_job(self._state / "jobs", job_id, job)
             with (self._state / "submits.jsonl").open("a") as f:
                 rows = sum(p.rows for p in pubs)
                 line = {"job_id": job_id, "ordinal": ordinal, "time": job.submitted_at}
@@ -224,9 +239,46 @@ class MockBackend:
     def _job(self, job_id: str) -> _Job | None:
         job = self._jobs.get(job_id)
         if job is None and self._state is not None:
-            path = self._state / "jobs" / f"{job_id}.pkl"
-            if path.exists():
-                with path.open("rb") as f:
-                    ordinal, submitted_at, pubs = pickle.load(f)
-                job = self._jobs[job_id] = _Job(ordinal, submitted_at, pubs)
+            job = _load_job(self._state / "jobs", job_id)
+            if job is not None:
+                self._jobs[job_id] = job
         return job
+
+
+def _save_job(folder: Path, job_id: str, job: _Job) -> None:
+    """A job as plain arrays (npz, no pickle) and its circuits as QPY."""
+    from qiskit import qpy
+
+    arrays: dict[str, np.ndarray] = {
+        "ordinal": np.array(job.ordinal),
+        "submitted_at": np.array(job.submitted_at),
+    }
+    for i, pub in enumerate(job.pubs):
+        arrays[f"values{i}"] = pub.values
+        arrays[f"shots{i}"] = np.array(pub.shots)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    circuits = io.BytesIO()
+    qpy.dump([pub.circuit for pub in job.pubs], circuits)
+    (folder / f"{job_id}.qpy").write_bytes(circuits.getvalue())
+    (folder / f"{job_id}.npz").write_bytes(buf.getvalue())  # last: its presence means complete
+
+
+def _load_job(folder: Path, job_id: str) -> _Job | None:
+    """A job an earlier process saved, or None; a damaged file is a PermanentBackendError."""
+    if not (folder / f"{job_id}.npz").exists():
+        return None
+    from qiskit import qpy
+
+    try:
+        with (folder / f"{job_id}.qpy").open("rb") as f:
+            circuits = qpy.load(f)
+        with np.load(folder / f"{job_id}.npz", allow_pickle=False) as npz:
+            ordinal, submitted_at = int(npz["ordinal"]), float(npz["submitted_at"])
+            pubs = [
+                Pub(circuit, npz[f"values{i}"], int(npz[f"shots{i}"]))
+                for i, circuit in enumerate(circuits)
+            ]
+    except Exception as exc:  # any damage to the state folder: the job cannot come back
+        raise PermanentBackendError(f"mock: saved job {job_id} is unreadable ({exc})") from exc
+    return _Job(ordinal, submitted_at, pubs)

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..circuit import QNNSpec, qiskit_circuit
+from ..circuit import QNNSpec, parameter_columns, qiskit_circuit
 from ..errors import CredentialsError, PermanentBackendError
-from .base import LocalBackend, Pub, PubResult
+from .base import CircuitCache, LocalBackend, Pub, PubResult
+from .options import BackendOptions
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -123,7 +124,7 @@ class PennyLaneBackend(LocalBackend):
         self.shots = None if shots is None else int(shots)
         self.options = dict(options or {})
         self.worker = Worker(python) if python else None
-        self._layouts: dict[int, tuple[QuantumCircuit, _Layout]] = {}
+        self._layouts: CircuitCache[_Layout] = CircuitCache()
         try:
             self._call({"check": True, "device": device, "options": self.options})
         except PermanentBackendError as exc:
@@ -178,10 +179,7 @@ class PennyLaneBackend(LocalBackend):
         return reply
 
     def _layout(self, circuit: QuantumCircuit) -> _Layout:
-        hit = self._layouts.get(id(circuit))
-        if hit is None or hit[0] is not circuit:
-            hit = self._layouts[id(circuit)] = (circuit, logical_layout(circuit))
-        return hit[1]
+        return self._layouts.get(circuit, logical_layout)
 
 
 @dataclass(frozen=True)
@@ -219,39 +217,36 @@ def logical_layout(circuit: QuantumCircuit) -> _Layout:
             f"pennylane: {circuit.name!r} is not a logical qvit-hw QNN circuit; PennyLane "
             "backends run the QNN's own rendering"
         )
-    position = {p.name: i for i, p in enumerate(circuit.parameters)}
-    x_cols = np.array([position[f"x[{i}]"] for i in range(spec.n_qubits)], dtype=np.int64)
-    w_cols = np.array([position[f"w[{j}]"] for j in range(2 * spec.n_pairs)], dtype=np.int64)
-    return _Layout(spec, x_cols, w_cols)
+    return _Layout(spec, *parameter_columns(list(circuit.parameters), spec))
 
 
-def open_pennylane(name: str, options: dict[str, Any]) -> PennyLaneBackend:
+def open_pennylane(name: str, options: BackendOptions) -> PennyLaneBackend:
     """``pennylane:<device>?shots=S&python=PATH&<device option>=...`` from `get_backend`."""
     device = name.removeprefix("pennylane:")
     if not device:
         raise ValueError("backend pennylane:<device>: name a device, e.g. pennylane:default.qubit")
-    shots = options.pop("shots", None)
-    python = options.pop("python", None)
-    values = {k: _value(v) for k, v in options.items()}
+    shots = options.int("shots", None, minimum=1)
+    python = options.str("python")
+    values = {k: _value(v) for k, v in options.rest().items()}
     if device == "qiskit.remote":  # pennylane-qiskit wants the IBM backend object
         values["backend"] = _ibm_device(values.get("backend"), python)
     return PennyLaneBackend(
         device,
-        shots=None if shots in (None, "", "none") else int(shots),
+        shots=shots,
         options=values,
-        python=None if python is None else str(python),
+        python=python,
     )
 
 
 def _ibm_device(name: Any, python: Any) -> Any:
     """``pennylane:qiskit.remote?backend=ibm_fez``: the live device, through `ibm.connect`."""
-    from .ibm import _device, connect
+    from ..devices.ibm import connect, live_device
 
     if not isinstance(name, str) or not name.startswith("ibm_"):
         raise ValueError("pennylane:qiskit.remote needs ?backend=ibm_<device>, e.g. ibm_fez")
     if python is not None:
         raise ValueError("pennylane:qiskit.remote runs in this process; drop python=")
-    return _device(connect(name), name)
+    return live_device(connect(name), name)
 
 
 def _value(text: Any) -> Any:

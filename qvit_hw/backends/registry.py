@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from ..errors import BackendNotFoundError
 from .base import Backend
+from .options import BackendOptions
 
 DEFAULT_BACKEND = "statevector"
 HARDWARE_EXAMPLES = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm")
@@ -33,7 +34,7 @@ class BackendInfo:
 
 
 def backend_infos() -> list[BackendInfo]:
-    from .fake import fake_device_classes
+    from ..devices.ibm import fake_device_classes
 
     fakes = list(fake_device_classes())
     shown = ", ".join(n for n in ("fake_brisbane", "fake_torino", "fake_fez") if n in fakes)
@@ -89,12 +90,11 @@ def parse_name(text: str) -> tuple[str, dict[str, str]]:
 def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> Backend:
     """The backend called ``name``, configured by the name's query string and ``options``."""
     base, query = parse_name(name)
-    opts: dict[str, Any] = {**query, **options}
-    return _factory(base)(base, opts)
+    return _factory(base)(base, BackendOptions(base, {**query, **options}))
 
 
-def _factory(base: str) -> Callable[[str, dict[str, Any]], Backend]:
-    from .fake import fake_device_classes
+def _factory(base: str) -> Callable[[str, BackendOptions], Backend]:
+    from ..devices.ibm import fake_device_classes
 
     if base in _LOCAL:
         return _LOCAL[base]
@@ -110,58 +110,55 @@ def _factory(base: str) -> Callable[[str, dict[str, Any]], Backend]:
     raise BackendNotFoundError(base, difflib.get_close_matches(base, known, n=2, cutoff=0.6))
 
 
-def _statevector(base: str, opts: dict[str, Any]) -> Backend:
+def _statevector(base: str, opts: BackendOptions) -> Backend:
     from .statevector import StatevectorBackend
 
-    _no_options(base, opts)
+    opts.done()
     return StatevectorBackend()
 
 
-def _shots(base: str, opts: dict[str, Any]) -> Backend:
+def _shots(base: str, opts: BackendOptions) -> Backend:
     from .shots import ShotsBackend
 
-    return ShotsBackend(seed=int(opts.pop("seed", 0)), **_no_options(base, opts))
+    seed = opts.int("seed", 0)
+    opts.done()
+    return ShotsBackend(seed=seed)
 
 
-def _fake(base: str, opts: dict[str, Any]) -> Backend:
+def _fake(base: str, opts: BackendOptions) -> Backend:
     from .fake import FakeDeviceBackend
 
-    seed = int(opts.pop("seed", 0))
-    noise = str(opts.pop("noise", "1")).lower() not in ("0", "false", "no", "off")
-    return FakeDeviceBackend(base, seed=seed, noise=noise, **_no_options(base, opts))
+    seed, noise = opts.int("seed", 0), opts.bool("noise", True)
+    opts.done()
+    return FakeDeviceBackend(base, seed=seed, noise=noise)
 
 
-def _mock(base: str, opts: dict[str, Any]) -> Backend:
-    from .mock import MockBackend
+def _mock(base: str, opts: BackendOptions) -> Backend:
+    from .mock import MockBackend, MockOptions
 
-    return MockBackend(**opts)
+    options = MockOptions.parse(opts.rest())
+    return MockBackend(options, inner_backend=get_backend(options.inner))
 
 
-def _ibm(base: str, opts: dict[str, Any]) -> Backend:
+def _ibm(base: str, opts: BackendOptions) -> Backend:
     from .ibm import open_ibm
 
     return open_ibm(base, opts)
 
 
-def _rigetti(base: str, opts: dict[str, Any]) -> Backend:
+def _rigetti(base: str, opts: BackendOptions) -> Backend:
     from .rigetti import open_rigetti
 
     return open_rigetti(base, opts)
 
 
-def _pennylane(base: str, opts: dict[str, Any]) -> Backend:
+def _pennylane(base: str, opts: BackendOptions) -> Backend:
     from .pennylane import open_pennylane
 
     return open_pennylane(base, opts)
 
 
-def _no_options(base: str, opts: dict[str, Any]) -> dict[str, Any]:
-    if opts:
-        raise ValueError(f"backend {base}: unknown option {sorted(opts)[0]!r}")
-    return opts
-
-
-_LOCAL: dict[str, Callable[[str, dict[str, Any]], Backend]] = {
+_LOCAL: dict[str, Callable[[str, BackendOptions], Backend]] = {
     "statevector": _statevector,
     "shots": _shots,
     "mock": _mock,

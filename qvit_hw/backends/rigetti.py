@@ -10,7 +10,7 @@ map ``{"p": row}`` of one ``execute_with_memory_map_batch`` call, and each row's
 reduced by `PubResult.from_bits`.
 
 - ``rigetti_<qpu>`` (``rigetti_ankaa_3``, ``rigetti_cepheus_1_108q``): the scheduler
-  transpiles and packs for the device target (`qvit_hw.transpile.get_target`: the live ISA
+  transpiles and packs for the device target (`qvit_hw.devices.get_target`: the live ISA
   with QCS credentials), so the Quil already holds natives on physical qubits; quilc runs
   with ``PRAGMA INITIAL_REWIRING "NAIVE"`` to keep that placement. Needs QCS credentials
   (``~/.qcs`` or ``QCS_SETTINGS_FILE_PATH`` / ``QCS_SECRETS_FILE_PATH``) and ``quilc -S``.
@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CredentialsError, PermanentBackendError, TransientBackendError
-from .base import BackendTarget, JobResult, JobStatus, Pub, PubResult
+from ..errors import CredentialsError, PermanentBackendError, TransientBackendError, one_line
+from .base import BackendTarget, CircuitCache, JobResult, JobStatus, Pub, PubResult, RemoteBackend
+from .options import BackendOptions
 from .simulate import Angle
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class _Job:
     handles: list[list[Any]]  # per pub, one execute handle per row
 
 
-class RigettiBackend:
+class RigettiBackend(RemoteBackend):
     """Runs pubs through pyquil: ``qc_for(num_qubits)`` gives the ``QuantumComputer``."""
 
     def __init__(
@@ -118,21 +119,15 @@ class RigettiBackend:
         *,
         naive_rewiring: bool = False,
     ) -> None:
-        self.name = name
-        self._target = target
+        super().__init__(name, target)
         self._qc_for = qc_for
         self.naive_rewiring = naive_rewiring
         self._qcs: dict[int, Any] = {}
-        self._compiled: dict[tuple[int, int], tuple[QuantumCircuit, Any]] = {}
+        self._compiled: CircuitCache[Any] = CircuitCache()
         self._jobs: dict[str, _Job] = {}
         self.compiles = 0  # quilc calls made (one per template and shot count)
 
-    @property
-    def target(self) -> BackendTarget:
-        return self._target
-
-    def submit(self, pubs: Sequence[Pub]) -> str:
-        self._target.check_job(pubs)
+    def _submit(self, pubs: Sequence[Pub]) -> str:
         job = _Job(list(pubs), [], [])
         for pub in pubs:
             qc, executable = self._executable(pub.circuit, pub.shots)
@@ -169,16 +164,6 @@ class RigettiBackend:
             out.append(PubResult.from_bits(bits))
         return JobResult(tuple(out))
 
-    def readout_errors(self) -> dict[int, tuple[float, float]]:
-        qiskit_target = self._target.qiskit_target
-        if qiskit_target is None or "measure" not in qiskit_target.operation_names:
-            return {}
-        return {
-            qargs[0]: (float(props.error), float(props.error))
-            for qargs, props in qiskit_target["measure"].items()
-            if qargs is not None and props is not None and props.error is not None
-        }
-
     def _executable(self, circuit: QuantumCircuit, shots: int) -> tuple[Any, Any]:
         """The QuantumComputer for ``circuit`` and its compiled executable (cached)."""
         width = circuit.num_qubits
@@ -188,9 +173,8 @@ class RigettiBackend:
             except Exception as exc:
                 raise _classify(exc, f"{self.name}: connecting") from exc
         qc = self._qcs[width]
-        key = (id(circuit), shots)
-        hit = self._compiled.get(key)
-        if hit is None or hit[0] is not circuit:
+
+        def compile_once(circuit: QuantumCircuit) -> Any:
             from pyquil import Program
 
             prog = Program('PRAGMA INITIAL_REWIRING "NAIVE"') if self.naive_rewiring else Program()
@@ -201,13 +185,14 @@ class RigettiBackend:
             except Exception as exc:
                 raise _classify(exc, f"{self.name}: quilc") from exc
             self.compiles += 1
-            hit = self._compiled[key] = (circuit, executable)
-        return qc, hit[1]
+            return executable
+
+        return qc, self._compiled.get(circuit, compile_once, shots)
 
 
 def _classify(exc: BaseException, what: str) -> Exception:
     """pyquil / qcs-sdk errors: network and service hiccups are transient, the rest not."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc)
     blob = f"{type(exc).__name__} {text}".lower()
     if isinstance(exc, ConnectionError | TimeoutError) or any(w in blob for w in _TRANSIENT_WORDS):
         return TransientBackendError(f"{what}: {text}")
@@ -226,11 +211,11 @@ def servers_missing(ports: Sequence[int], host: str = "127.0.0.1") -> list[int]:
     return missing
 
 
-def open_rigetti(name: str, options: dict[str, Any]) -> RigettiBackend:
+def open_rigetti(name: str, options: BackendOptions) -> RigettiBackend:
     """``rigetti_qvm`` (option ``noise=0|1``) or ``rigetti_<qpu>`` from `get_backend`."""
     if name == "rigetti_qvm":
-        noisy = str(options.pop("noise", "0")).lower() in ("1", "true", "yes", "on")
-        _no_options(name, options)
+        noisy = options.bool("noise", False)
+        options.done()
         missing = servers_missing((QVM_PORT, QUILC_PORT))
         if missing:
             what = {QVM_PORT: "qvm -S (port 5000)", QUILC_PORT: "quilc -S (port 5555)"}
@@ -242,53 +227,34 @@ def open_rigetti(name: str, options: dict[str, Any]) -> RigettiBackend:
         from pyquil import get_qc
 
         return RigettiBackend(name, BackendTarget(name), lambda n: get_qc(f"{n}q-qvm", noisy=noisy))
-    return _open_qpu(name, options)
+    options.done()
+    return _open_qpu(name)
 
 
-def _open_qpu(name: str, options: dict[str, Any]) -> RigettiBackend:
-    import json
-    from importlib import resources
-
+def _open_qpu(name: str) -> RigettiBackend:
+    from ..devices import get_target, rigetti
     from ..errors import BackendNotFoundError
-    from ..transpile.targets import RIGETTI_SNAPSHOTS, _qcs_client, get_target
 
-    _no_options(name, options)
-    if name not in RIGETTI_SNAPSHOTS:
+    if name not in rigetti.RIGETTI_SNAPSHOTS:
         import difflib
 
-        known = [*RIGETTI_SNAPSHOTS, "rigetti_qvm"]
+        known = [*rigetti.RIGETTI_SNAPSHOTS, "rigetti_qvm"]
         raise BackendNotFoundError(name, difflib.get_close_matches(name, known, n=2))
     try:
-        client = _qcs_client()  # no network: reads ~/.qcs or the QCS_*_FILE_PATH files
+        client = rigetti.qcs_client()  # no network: reads ~/.qcs or the QCS_*_FILE_PATH files
     except CredentialsError as exc:
-        raise CredentialsError(
-            f"{name}: {str(exc).removesuffix(', or use the snapshot')}; for a local run "
-            "use --backend rigetti_qvm"
-        ) from exc
+        raise CredentialsError(f"{name}: {exc}; for a local run use --backend rigetti_qvm") from exc
     if servers_missing((QUILC_PORT,)):
         raise CredentialsError(
             f"{name} needs quilc -S on port 5555 to compile for the QPU; start it with "
             "`make rigetti-servers` (Rigetti's Forest SDK binaries)"
         )
-    data = resources.files("qvit_hw.transpile").joinpath("data", RIGETTI_SNAPSHOTS[name])
-    qpu_id = json.loads(data.read_text())["quantum_processor_id"]
-    device = get_target(name, live=True)
-    target = BackendTarget(
-        name,
-        num_qubits=device.num_qubits,
-        basis_gates=device.basis_gates,
-        coupling_map=device.edges,
-        qiskit_target=device.target,
-    )
+    qpu_id = rigetti.quantum_processor_id(name)
 
     def qc_for(_: int) -> Any:
         from pyquil import get_qc
 
         return get_qc(qpu_id, client_configuration=client)
 
-    return RigettiBackend(name, target, qc_for, naive_rewiring=True)
-
-
-def _no_options(name: str, options: dict[str, Any]) -> None:
-    if options:
-        raise ValueError(f"backend {name}: unknown option {sorted(options)[0]!r}")
+    return RigettiBackend(name, BackendTarget(name, get_target(name, live=True)), qc_for,
+                          naive_rewiring=True)  # fmt: skip

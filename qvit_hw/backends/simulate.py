@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import PermanentBackendError
-from .base import SAMPLE_ROWS, SAMPLE_SHOTS, outcome_bits
+from .base import SAMPLE_ROWS, SAMPLE_SHOTS, CircuitCache, outcome_bits
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -278,20 +278,12 @@ _FORMULAS: dict[str, tuple[int, Any]] = {
 
 # --- whole pubs ---------------------------------------------------------------------------
 
-_CACHE: dict[int, tuple[QuantumCircuit, list[Component]]] = {}
-_CACHE_SIZE = 32
+_COMPONENTS: CircuitCache[list[Component]] = CircuitCache()
 
 
 def cached_components(circuit: QuantumCircuit) -> list[Component]:
     """`components` of a circuit, cached by identity (a template serves many jobs)."""
-    hit = _CACHE.get(id(circuit))
-    if hit is not None and hit[0] is circuit:
-        return hit[1]
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    comps = components(circuit)
-    _CACHE[id(circuit)] = (circuit, comps)
-    return comps
+    return _COMPONENTS.get(circuit, components)
 
 
 def exact_z(circuit: QuantumCircuit, values: np.ndarray) -> np.ndarray:

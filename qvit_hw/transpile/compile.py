@@ -17,6 +17,7 @@ n-qubit region per copy, and the transpiler lays out and routes inside it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..circuit import QNNSpec, qiskit_circuit
+from ..circuit import QNNSpec, parameter_columns, qiskit_circuit
+from ..devices import DeviceTarget, get_target
 from ..errors import TranspileError
 from .layout import UNUSABLE_ERROR, Chip, embeddings, regions
 from .packing import pack
-from .targets import DeviceTarget, get_target
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -125,13 +126,13 @@ def compile_qnn(
     chosen = candidates.placements[pack(candidates, max_copies)]  # (k, n)
     template = measured_circuit(spec)
     copies = _transpile_copies(template, dt, chosen, candidates.routed, seed, optimization_level)
-    circuit, inputs = _assemble(dt, spec, copies)
+    circuit = _assemble(dt, spec, copies)
     check_isa(circuit, dt)
-    position = {p: i for i, p in enumerate(circuit.parameters)}
-    weights = [p for p in template.parameters if p.name.startswith("w[")]
-    missing = [p.name for p in (*weights, *(x for xs in inputs for x in xs)) if p not in position]
-    if missing:
-        raise TranspileError(f"transpiling dropped parameters {missing} on {dt.name}")
+    params = list(circuit.parameters)
+    try:
+        columns = [parameter_columns(params, spec, f"x{c}") for c in range(len(copies))]
+    except ValueError as exc:
+        raise TranspileError(f"transpiling dropped {exc} on {dt.name}") from exc
     best = copies[0]
     return CompiledQNN(
         spec=spec,
@@ -139,14 +140,52 @@ def compile_qnn(
         circuit=circuit,
         copies=len(copies),
         placements=tuple(c.placement for c in copies),
-        x_index=np.array([[position[x] for x in xs] for xs in inputs], dtype=np.int64),
-        w_index=np.array([position[w] for w in sorted(weights, key=_index)], dtype=np.int64),
+        x_index=np.stack([x for x, _ in columns]),
+        w_index=columns[0][1],
         swaps=best.swaps,
         depth=best.circuit.depth(),
         two_qubit_gates=sum(1 for i in best.circuit.data if i.operation.num_qubits == 2),
         est_success=success_probability(best.circuit, dt, best.region),
         transpile_seconds=time.perf_counter() - start,
     )
+
+
+def logical_qnn(spec: QNNSpec) -> CompiledQNN:
+    """The logical circuit as a one-copy template (ideal simulators have no device)."""
+    circuit = qiskit_circuit(spec, measure=True)  # clbit i reads qubit i
+    circuit.name = f"qnn{spec.n_qubits}_logical"
+    x_index, w_index = parameter_columns(list(circuit.parameters), spec)
+    return CompiledQNN(
+        spec=spec,
+        target_name="logical",
+        circuit=circuit,
+        copies=1,
+        placements=(tuple(range(spec.n_qubits)),),
+        x_index=x_index[None],
+        w_index=w_index,
+        swaps=0,
+        depth=circuit.depth(),
+        two_qubit_gates=spec.n_pairs,
+        est_success=float("nan"),
+        transpile_seconds=0.0,
+    )
+
+
+def template_for(
+    spec: QNNSpec, device: DeviceTarget | None, *, max_copies: int | None = None, seed: int = 0
+) -> CompiledQNN:
+    """The template a backend runs ``spec`` as: packed and transpiled for its device, or the
+    logical circuit where the backend has none (an ideal simulator)."""
+    if device is None:
+        return logical_qnn(spec)
+    return compile_qnn(spec, device, max_copies=max_copies, seed=seed)
+
+
+def circuit_key(circuit: QuantumCircuit) -> str:
+    """sha256 of a circuit's OpenQASM 3 text: equal circuits, equal keys, across processes."""
+    from qiskit import qasm3
+
+    return hashlib.sha256(qasm3.dumps(circuit).encode()).hexdigest()
 
 
 def measured_circuit(spec: QNNSpec) -> QuantumCircuit:
@@ -288,9 +327,7 @@ def restrict_target(target: Target, qubits: tuple[int, ...]) -> Target:
     return sub
 
 
-def _assemble(
-    dt: DeviceTarget, spec: QNNSpec, copies: list[_Copy]
-) -> tuple[QuantumCircuit, list[list[Any]]]:
+def _assemble(dt: DeviceTarget, spec: QNNSpec, copies: list[_Copy]) -> QuantumCircuit:
     """Compose the copies onto the chip; copy c's inputs become ParameterVector ``x{c}``."""
     from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
     from qiskit.circuit import ParameterVector
@@ -301,14 +338,16 @@ def _assemble(
         ClassicalRegister(len(copies) * n, "c"),
         name=f"qnn{n}x{len(copies)}_{dt.name}",
     )
-    inputs = []
     for c, cp in enumerate(copies):
         x = ParameterVector(f"x{c}", n)
-        old = {p.name: p for p in cp.circuit.parameters}
-        renamed = cp.circuit.assign_parameters({old[f"x[{i}]"]: x[i] for i in range(n)})
+        old = list(cp.circuit.parameters)
+        try:
+            cols, _ = parameter_columns(old, spec)
+        except ValueError as exc:
+            raise TranspileError(f"transpiling dropped {exc} on {dt.name}") from exc
+        renamed = cp.circuit.assign_parameters({old[j]: x[i] for i, j in enumerate(cols)})
         circuit.compose(renamed, qubits=cp.region, clbits=range(c * n, (c + 1) * n), inplace=True)
-        inputs.append(list(x))
-    return circuit, inputs
+    return circuit
 
 
 def check_isa(circuit: QuantumCircuit, dt: DeviceTarget) -> None:
@@ -346,10 +385,6 @@ def success_probability(
         if props is not None and props.error is not None:
             prob *= 1.0 - props.error
     return prob
-
-
-def _index(p: Any) -> int:
-    return int(p.name[p.name.index("[") + 1 : -1])
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit import QNNSpec
-from .targets import DeviceTarget
+from ..devices import DeviceTarget
 
 UNUSABLE_ERROR = 0.5
 MAX_CANDIDATES = 1_000_000  # beyond this, keep the best-scored partial placements (beam)

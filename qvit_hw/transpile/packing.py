@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..circuit import chain
+from ..devices import DeviceTarget, get_target
 from .layout import Candidates, Chip, embeddings
-from .targets import DeviceTarget, get_target
 
 
 def pack(candidates: Candidates, max_copies: int | None = None) -> np.ndarray:

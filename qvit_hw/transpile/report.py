@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..circuit import QNNSpec
+from ..devices import DeviceTarget, get_target
 from ..files import write_atomic
 from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn
-from .targets import DeviceTarget, get_target
 
 
 @dataclass(frozen=True)

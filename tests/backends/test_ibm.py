@@ -2,6 +2,7 @@
 mode, and against a mocked QiskitRuntimeService whose jobs fail with each mapped error."""
 
 import itertools
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -35,9 +36,9 @@ from qvit_hw.errors import (
     RunInterrupted,
     TransientBackendError,
 )
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.journal import Journal
 from qvit_hw.jobs.retry import Retry
-from qvit_hw.jobs.scheduler import QNNCall, Scheduler
 
 SHOTS = 1000
 CONCURRENT = "Unable to retrieve job result. Error code 1012; The user reached the maximum number of jobs running concurrently"  # noqa: E501
@@ -59,7 +60,7 @@ def test_local_testing_mode_runs_the_runtime_code_path_end_to_end():
     assert isinstance(backend, IBMRuntimeBackend) and backend.service is None
     assert backend.target.num_qubits == 127  # FakeBrisbane's target is what gets packed
     qnn, exact = call(rows=8)
-    scheduler = Scheduler(backend, shots=SHOTS, max_copies=2, poll_interval=0)
+    scheduler = QNNRunner(backend, SchedulerConfig(shots=SHOTS, max_copies=2, poll_interval=0))
     (estimates,) = scheduler.run([qnn])
     assert type(backend._batch).__name__ == "Batch"  # SamplerV2(mode=Batch(FakeBrisbane()))
     assert scheduler.stats.submitted == 1 and scheduler.stats.executions == 4
@@ -68,7 +69,7 @@ def test_local_testing_mode_runs_the_runtime_code_path_end_to_end():
     assert error.mean() < 0.06  # the device's noise model: about 0.03 here
     assert (estimates.stderr > 0).all()
     with pytest.raises(JobTooLargeError, match="pass --max-copies 3 or fewer"):
-        Scheduler(backend, shots=SHOTS, poll_interval=0).run([qnn])  # all copies: one state
+        QNNRunner(backend, SchedulerConfig(shots=SHOTS, poll_interval=0)).run([qnn])  # all in one
 
 
 def test_runtime_errors_map_onto_the_two_kinds():
@@ -164,15 +165,15 @@ class MockService:
         return self.jobs[job_id]
 
 
-def mocked(service, script=(), journal=None, **kwargs):
+def mocked(service, script=(), journal=None, clock=time.monotonic, **kwargs):
     sampler = MockSampler(service, script)
     backend = IBMRuntimeBackend(
         "ibm_brisbane", FakeBrisbane(), service=service, sampler=lambda: sampler
     )
     retry = Retry(attempts=3, sleep=lambda s: None)
-    scheduler = Scheduler(
-        backend, shots=SHOTS, max_copies=2, poll_interval=0, retry=retry, sleep=lambda s: None,
-        journal=journal, **kwargs,
+    scheduler = QNNRunner(
+        backend, SchedulerConfig(shots=SHOTS, max_copies=2, poll_interval=0, **kwargs),
+        retry=retry, sleep=lambda s: None, journal=journal, clock=clock,
     )  # fmt: skip
     return scheduler, sampler
 

@@ -12,7 +12,7 @@ from qvit_hw.backends import Pub, get_backend
 from qvit_hw.backends.pennylane import PennyLaneBackend
 from qvit_hw.circuit import QNNSpec, expectations, random_inputs, tree
 from qvit_hw.errors import CredentialsError, PermanentBackendError
-from qvit_hw.jobs.scheduler import QNNCall, Scheduler
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.transpile import compile_qnn, get_target
 
 RIGETTI_PYTHON = Path(__file__).parents[2] / ".venv-pennylane-rigetti" / "bin" / "python"
@@ -23,7 +23,7 @@ def run(backend, spec, rows=8, shots=1000):
     """Two QNN calls of one spec (different weights: one job, two weight groups)."""
     inputs = [random_inputs(spec, rows, seed=s) for s in (1, 2)]
     calls = [QNNCall(f"q{i}", spec, w.numpy(), x.numpy()) for i, (x, w) in enumerate(inputs)]
-    estimates = Scheduler(backend, shots=shots, poll_interval=0).run(calls)
+    estimates = QNNRunner(backend, SchedulerConfig(shots=shots, poll_interval=0)).run(calls)
     exact = [expectations(spec, x, w).numpy() for x, w in inputs]
     return np.concatenate([e.z for e in estimates]), np.concatenate(exact)
 

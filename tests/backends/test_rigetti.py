@@ -16,9 +16,9 @@ from qvit_hw.backends import rigetti as rigetti_module
 from qvit_hw.backends.rigetti import RigettiBackend, quil_program, servers_missing
 from qvit_hw.circuit import QNNSpec, chain, expectations, random_inputs, tree
 from qvit_hw.errors import CredentialsError
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.retry import Retry
-from qvit_hw.jobs.scheduler import QNNCall, Scheduler, logical_qnn
-from qvit_hw.transpile import compile_qnn, get_target
+from qvit_hw.transpile import compile_qnn, get_target, logical_qnn
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated")  # PyQVM, pyQuil v5 notes
 SPECS = {
@@ -145,7 +145,7 @@ def test_qvm_path_compiles_once_and_runs_one_memory_map_per_row():
     spec = tree(4)
     (x1, w1), (x2, w2) = random_inputs(spec, 6, seed=1), random_inputs(spec, 6, seed=2)
     calls = [QNNCall("q", spec, w1.numpy(), x1.numpy()), QNNCall("k", spec, w2.numpy(), x2.numpy())]
-    scheduler = Scheduler(backend, shots=400, job_size=5, poll_interval=0)
+    scheduler = QNNRunner(backend, SchedulerConfig(shots=400, job_size=5, poll_interval=0))
     estimates = scheduler.run(calls)
     assert scheduler.stats.jobs == 3  # 12 rows in jobs of at most 5
     assert backend.compiles == 1 and len(qc.compiled) == 1  # one quilc call for all jobs
@@ -157,17 +157,14 @@ def test_qvm_path_compiles_once_and_runs_one_memory_map_per_row():
 
 def test_qpu_path_keeps_the_transpiled_placement():
     device = get_target("rigetti_ankaa_3", live=False)
-    target = BackendTarget(
-        "rigetti_ankaa_3", device.num_qubits, device.basis_gates, device.edges,
-        qiskit_target=device.target,
-    )  # fmt: skip
+    target = BackendTarget("rigetti_ankaa_3", device)
     qc = MockQC()
     backend = RigettiBackend("rigetti_ankaa_3", target, lambda n: qc, naive_rewiring=True)
     spec = chain(4)
     x, w = random_inputs(spec, 6, seed=5)
-    scheduler = Scheduler(backend, shots=400, max_copies=2, poll_interval=0)
+    scheduler = QNNRunner(backend, SchedulerConfig(shots=400, max_copies=2, poll_interval=0))
     (estimates,) = scheduler.run([QNNCall("q", spec, w.numpy(), x.numpy())])
-    template, _ = scheduler.template(spec)
+    template = scheduler.template(spec).compiled
     text = qc.compiled[0].out()
     gates = [s for s in text.splitlines() if not s.startswith("DECLARE")]
     assert gates[0] == 'PRAGMA INITIAL_REWIRING "NAIVE"'  # quilc keeps our placement
@@ -185,24 +182,26 @@ def test_rigetti_qvm_asks_pyquil_for_an_n_qubit_qvm(monkeypatch):
     assert backend.target.qiskit_target is None  # the logical QNN: quilc compiles it
     spec = chain(4)
     x, w = random_inputs(spec, 3, seed=7)
-    Scheduler(backend, shots=400, poll_interval=0).run([QNNCall("q", spec, w.numpy(), x.numpy())])
+    runner = QNNRunner(backend, SchedulerConfig(shots=400, poll_interval=0))
+    runner.run([QNNCall("q", spec, w.numpy(), x.numpy())])
     assert asked == [("4q-qvm", {"noisy": True})]
 
 
 def test_rigetti_qpu_uses_the_qcs_client_and_the_device_target(monkeypatch):
-    from qvit_hw.transpile import targets
+    from qvit_hw import devices
+    from qvit_hw.devices import rigetti
 
     client = object()
     asked = []
-    monkeypatch.setattr(targets, "_qcs_client", lambda: client)
-    monkeypatch.setattr(targets, "get_target", lambda name, live: targets.rigetti_snapshot(name))
+    monkeypatch.setattr(rigetti, "qcs_client", lambda: client)
+    monkeypatch.setattr(devices, "get_target", lambda name, live: rigetti.snapshot(name))
     monkeypatch.setattr(rigetti_module, "servers_missing", lambda ports: [])
     monkeypatch.setattr("pyquil.get_qc", lambda name, **kw: asked.append((name, kw)) or MockQC())
     backend = get_backend("rigetti_ankaa_3")
     assert backend.target.num_qubits == 84 and backend.naive_rewiring
     spec = chain(4)
     x, w = random_inputs(spec, 3, seed=8)
-    scheduler = Scheduler(backend, shots=400, max_copies=2, poll_interval=0)
+    scheduler = QNNRunner(backend, SchedulerConfig(shots=400, max_copies=2, poll_interval=0))
     (estimates,) = scheduler.run([QNNCall("q", spec, w.numpy(), x.numpy())])
     assert within_4_stderr(estimates, expectations(spec, x, w).numpy())
     assert asked == [("Ankaa-3", {"client_configuration": client})]
@@ -251,6 +250,8 @@ def test_against_local_qvm_and_quilc():
     spec = chain(4)
     x, w = random_inputs(spec, 4, seed=6)
     retry = Retry(attempts=2, sleep=lambda s: None)
-    scheduler = Scheduler(get_backend("rigetti_qvm"), shots=400, retry=retry, poll_interval=0)
+    scheduler = QNNRunner(
+        get_backend("rigetti_qvm"), SchedulerConfig(shots=400, poll_interval=0), retry=retry
+    )
     (estimates,) = scheduler.run([QNNCall("q", spec, w.numpy(), x.numpy())])
     assert within_4_stderr(estimates, expectations(spec, x, w).numpy())

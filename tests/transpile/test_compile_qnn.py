@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from qvit_hw.circuit import expectations, random_inputs
+from qvit_hw.devices import TARGETS
 from qvit_hw.transpile import check_isa, compile_qnn, get_target
-from qvit_hw.transpile.targets import TARGETS
 
 CASES = [(s, t) for t in TARGETS for s in ("chain4", "chain8", "tree8", "ring4")]
 
