@@ -18,12 +18,13 @@ from rich.console import Console
 
 from qvit_hw.circuit import chain
 from qvit_hw.data import load_split, to_tensor
+from qvit_hw.devices.ibm import IBM_MAX_EXECUTIONS
 from qvit_hw.export import token_angles
-from qvit_hw.jobs.scheduler import QNNCall, circuit_key, logical_qnn, plan
+from qvit_hw.jobs.plan import QNNCall, Template, plan
 from qvit_hw.model import QViT
-from qvit_hw.transpile import compile_qnn, get_target
+from qvit_hw.transpile import circuit_key, compile_qnn, get_target, logical_qnn
 
-TARGET, SHOTS, IBM_MAX_EXECUTIONS = "ibm_brisbane", 1000, 10_000_000
+TARGET, SHOTS = "ibm_brisbane", 1000
 BATCHES = (1, 8, 32)
 REPEATS = 5
 
@@ -59,8 +60,8 @@ def _run(console: Console) -> str:
     packed = compile_qnn(spec, get_target(TARGET, live=False))
     logical = logical_qnn(spec)
     templates = {
-        "ibm_brisbane (packed)": (packed, circuit_key(packed.circuit)),
-        "logical (statevector, shots)": (logical, circuit_key(logical.circuit)),
+        "ibm_brisbane (packed)": Template(packed, circuit_key(packed.circuit)),
+        "logical (statevector, shots)": Template(logical, circuit_key(logical.circuit)),
     }
     job_size = IBM_MAX_EXECUTIONS // SHOTS
     lines = [
@@ -76,20 +77,20 @@ def _run(console: Console) -> str:
         "| template | k | batch (images) | rows | jobs | rows/s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, (template, key) in templates.items():
+    for name, template in templates.items():
         for batch in BATCHES:
             inputs = _layer_inputs(model, images[:batch])
             times = []
             for _ in range(REPEATS):
                 start = time.perf_counter()
                 calls = _layer_calls(model, *inputs)
-                p = plan(calls, lambda s, t=(template, key): t, backend=TARGET, shots=SHOTS,
+                p = plan(calls, lambda s, t=template: t, backend=TARGET, shots=SHOTS,
                          job_size=job_size)  # fmt: skip
                 times.append(time.perf_counter() - start)
             rate = p.rows / statistics.median(times)
             console.print(f"{name}, batch {batch}: {rate:,.0f} rows/s ({len(p.jobs)} jobs)")
             lines.append(
-                f"| {name} | {template.copies} | {batch} | {p.rows:,} | {len(p.jobs)} | "
+                f"| {name} | {template.compiled.copies} | {batch} | {p.rows:,} | {len(p.jobs)} | "
                 f"{rate:,.0f} |"
             )
     lines += [

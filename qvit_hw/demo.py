@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomic
+from .files import to_json, write_json
 
 DEMO_FILE = "demo.json"
 
@@ -74,12 +74,13 @@ def run_demo(
     """Train, export, transpile, run and report into ``out``; returns the report's path."""
     import torch
 
+    from .jobs.config import SchedulerConfig
     from .jobs.run import RunOptions, run_bundle
     from .report import REPORT_HTML, write_report
     from .train import Schedule, TrainOptions, train
 
     out = Path(out)
-    settings = _plain(asdict(options))
+    settings = to_json(asdict(options))
     _prepare(out, settings, overwrite)
     previous = _read(out)
     if previous is not None and previous.get("status") == "complete":
@@ -121,10 +122,8 @@ def run_demo(
         bundle=str(bundle),
         backend=options.backend,
         limit=options.images,
-        shots=options.shots,
         mitigate=options.mitigate,
-        seed=options.seed,
-        poll_interval=0.05,
+        scheduler=SchedulerConfig(shots=options.shots, seed=options.seed, poll_interval=0.05),
     )
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished run of this demo
@@ -197,8 +196,4 @@ def _read(out: Path) -> dict[str, Any] | None:
 
 
 def _write(out: Path, obj: dict[str, Any]) -> None:
-    write_atomic(out / DEMO_FILE, json.dumps(obj, indent=2) + "\n")
-
-
-def _plain(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+    write_json(out / DEMO_FILE, obj)

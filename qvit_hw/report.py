@@ -156,7 +156,7 @@ def compute(data: RunData) -> dict[str, Any]:
     """Every number of the report (JSON-ready; undefined values are None)."""
     from sklearn.metrics import confusion_matrix
 
-    from .train import medmnist_metrics
+    from .train.metrics import medmnist_metrics
 
     r = data.rows
     names = [str(n) for n in r["names"]]
@@ -274,24 +274,20 @@ def plots(data: RunData, numbers: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | None]:
     """The chip's edges and size for the qubit plot (None for ideal simulators)."""
+    from .devices import TARGETS, from_qiskit_target, get_target
+    from .devices.ibm import fake_backend
     from .errors import QvitHwError
-    from .transpile.targets import TARGETS, get_target
 
-    for name in (backend, backend.replace("fake_", "ibm_", 1)):
-        if name in TARGETS:
-            try:
+    try:
+        for name in (backend, backend.replace("fake_", "ibm_", 1)):
+            if name in TARGETS:
                 dt = get_target(name, live=False)
-            except QvitHwError:
-                return None, None
+                return list(dt.edges), dt.num_qubits
+        if backend.startswith("fake_"):
+            dt = from_qiskit_target(backend, fake_backend(backend).target, "")
             return list(dt.edges), dt.num_qubits
-    if backend.startswith("fake_"):
-        from .backends.fake import FakeDeviceBackend
-
-        try:
-            t = FakeDeviceBackend(backend).target
-        except QvitHwError:
-            return None, None
-        return [tuple(e) for e in t.coupling_map or ()], t.num_qubits
+    except QvitHwError:
+        pass
     return None, None
 
 

@@ -21,6 +21,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
+from qvit_hw.jobs.config import SchedulerConfig
 from qvit_hw.jobs.run import RunOptions, run_bundle
 from qvit_hw.transpile import get_target
 
@@ -35,9 +36,10 @@ def runs(bundle, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     settings = {
         "statevector": RunOptions(bundle, limit=4),
-        "shots": RunOptions(bundle, backend="shots", limit=12, shots=400, job_size=40),
-        "fake": RunOptions(bundle, backend="fake_brisbane", limit=2, shots=300, mitigate="readout",
-                           poll_interval=0.0),
+        "shots": RunOptions(bundle, backend="shots", limit=12,
+                            scheduler=SchedulerConfig(shots=400, job_size=40)),
+        "fake": RunOptions(bundle, backend="fake_brisbane", limit=2, mitigate="readout",
+                           scheduler=SchedulerConfig(shots=300, poll_interval=0.0)),
     }  # fmt: skip
     out = {name: root / name for name in settings}
     for name, options in settings.items():

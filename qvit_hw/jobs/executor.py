@@ -1,8 +1,8 @@
 """The model's QNN executor backed by the scheduler, recording every row it evaluates.
 
-``with model.executor(SchedulerExecutor(scheduler)): model(images)`` runs the same model
-code with every QNN layer's <Z> estimated on the scheduler's backend. Each call sends the
-layer's Q QNNs on all B x T tokens as one batch of `QNNCall`s (the scheduler dedups and
+``with model.executor(SchedulerExecutor(runner)): model(images)`` runs the same model
+code with every QNN layer's <Z> estimated on the runner's backend. Each call sends the
+layer's Q QNNs on all B x T tokens as one batch of `QNNCall`s (the plan dedups and
 packs them), and records per row: layer, QNN, image, token, angles, the exact <Z>
 (float64, `qvit_hw.circuit.expectations`), the estimate and its standard error (raw and
 mitigated) and the physical qubits read. Where the backend kept raw shots of some rows
@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..circuit import QNNSpec, expectations, product_state, unitary
-from .scheduler import QNNCall, Scheduler
+from .plan import QNNCall
+from .runner import QNNRunner
 
 ROW_FIELDS = (
     "layer",  # (R,) int: index of the QNN layer in the model (call order within a forward)
@@ -46,8 +47,8 @@ class _Batch:
 class SchedulerExecutor:
     """Executor ``(spec, weights (Q,P,2), angles (B,T,n), names) -> <Z> (B,T,Q,n)``."""
 
-    def __init__(self, scheduler: Scheduler, *, record: bool = True) -> None:
-        self.scheduler = scheduler
+    def __init__(self, runner: QNNRunner, *, record: bool = True) -> None:
+        self.runner = runner
         self.record = record
         self.names: list[str] = []
         self._rows: list[dict[str, np.ndarray]] = []
@@ -76,7 +77,7 @@ class SchedulerExecutor:
         w = weights.detach().to("cpu", torch.float64).numpy()  # (Q, P, 2)
         qualified = [f"block{layer}.{name}" for name in names]
         calls = [QNNCall(qualified[i], spec, w[i], x) for i in range(q)]
-        estimates = self.scheduler.run(calls, f"{self.label} layer {layer}".strip())
+        estimates = self.runner.run(calls, f"{self.label} layer {layer}".strip())
         z = np.stack([e.z for e in estimates], axis=1)  # (B*T, Q, n)
         if self.record:
             exact = expectations(spec, torch.from_numpy(x)[:, None, :], torch.from_numpy(w))

@@ -1,4 +1,10 @@
-"""Readout mitigation: per-qubit confusion-matrix inversion.
+"""Error mitigation as corrections fitted from calibration rows, applied in `combine`.
+
+`--mitigate` names a sequence of mitigations (`parse_mitigation`); each is an object
+with ``calibration_jobs(template, ...)`` (pure: the jobs that calibrate it, run through
+the same scheduler, placements and journal as the data) and ``fit(template, results,
+...)`` -> a `Correction` for that template's rows. Today: readout mitigation,
+
 
 With e0 = p(read 1 | prepared 0) and e1 = p(read 0 | prepared 1) on a qubit, a measured
 mean is <Z>_raw = (1 - e0 - e1) <Z> + (e1 - e0), so
@@ -15,15 +21,86 @@ bitstrings, would change nothing here; the scheduler therefore keeps per-bit mea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..backends.base import Pub
+from ..backends.base import Backend, JobResult, Pub
 from ..errors import BackendError, PermanentBackendError
+from .plan import PlannedJob, planned_job
+
+if TYPE_CHECKING:
+    from ..transpile import CompiledQNN
+    from .combine import Correction
 
 MODES = ("none", "readout", "readout-props")
+
+
+def parse_mitigation(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``--mitigate``: "none", one name or names separated by commas -> the names, in order."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip().lower() for n in names if n.strip()]
+    if names == ["none"] or not names:
+        return ()
+    bad = [n for n in names if n not in MODES or n == "none"]
+    if bad or len(set(names)) != len(names) or {"readout", "readout-props"} <= set(names):
+        raise ValueError(f"--mitigate must be one of {', '.join(MODES)}, got {text!r}")
+    return tuple(names)
+
+
+class Mitigation(Protocol):
+    """How one correction is calibrated and fitted for a template."""
+
+    name: str
+
+    def calibration_jobs(
+        self, template: CompiledQNN, backend: Backend, shots: int
+    ) -> list[PlannedJob]: ...
+
+    def fit(
+        self, template: CompiledQNN, results: Sequence[JobResult], backend: Backend, shots: int
+    ) -> Correction: ...
+
+
+def mitigations(names: Sequence[str]) -> list[Mitigation]:
+    """The mitigation objects of `parse_mitigation`'s names."""
+    return [ReadoutMitigation(from_properties=name == "readout-props") for name in names]
+
+
+@dataclass(frozen=True)
+class ReadoutMitigation:
+    """Readout confusion per physical qubit of a template, from calibration circuits or
+    (``from_properties``) from the backend's reported readout errors."""
+
+    from_properties: bool = False
+
+    @property
+    def name(self) -> str:
+        return "readout-props" if self.from_properties else "readout"
+
+    def calibration_jobs(
+        self, template: CompiledQNN, backend: Backend, shots: int
+    ) -> list[PlannedJob]:
+        if self.from_properties:
+            return []
+        from ..transpile import circuit_key
+
+        placements = np.asarray(template.placements)
+        pubs = calibration_pubs(
+            template.circuit.num_qubits, placements, backend.target.basis_gates, shots
+        )
+        return [planned_job(backend.name, pubs, [circuit_key(p.circuit) for p in pubs])]
+
+    def fit(
+        self, template: CompiledQNN, results: Sequence[JobResult], backend: Backend, shots: int
+    ) -> ReadoutCalibration:
+        placements = np.asarray(template.placements)
+        if self.from_properties:
+            return from_properties(backend.readout_errors(), placements, backend.name)
+        ((z0, z1),) = [tuple(pub.z[0] for pub in result.pubs) for result in results]
+        return from_calibration(z0, z1, placements, shots)
 
 
 @dataclass(frozen=True)

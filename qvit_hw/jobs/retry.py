@@ -15,47 +15,49 @@ from typing import Any, TypeVar
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import RunInterrupted, TransientBackendError
+from .config import RetryConfig
 
 T = TypeVar("T")
 
 
 class Retry:
-    """Retry policy plus the count of retries it made."""
+    """Retry policy (a `RetryConfig`, or its fields as keywords) plus the count of retries
+    it made."""
 
     def __init__(
         self,
+        config: RetryConfig | None = None,
         *,
-        attempts: int = 8,
-        max_seconds: float = 900.0,
-        initial: float = 1.0,
-        max_wait: float = 60.0,
-        jitter: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        **fields: Any,
     ) -> None:
-        if attempts < 1:
-            raise ValueError(f"attempts must be >= 1, got {attempts}")
-        if max_seconds <= 0 or initial < 0 or max_wait < 0 or jitter < 0:
-            raise ValueError("max_seconds must be > 0; initial, max_wait and jitter >= 0")
-        self.attempts, self.max_seconds = attempts, max_seconds
-        self.initial, self.max_wait, self.jitter = initial, max_wait, jitter
+        if config is not None and fields:
+            raise TypeError("give a RetryConfig or its fields, not both")
+        self.config = config if config is not None else RetryConfig(**fields)
         self.sleep, self.clock = sleep, clock
         self.retries = 0
+
+    @property
+    def attempts(self) -> int:
+        return self.config.attempts
 
     def call(self, fn: Callable[..., T], *args: Any, what: str) -> T:
         """``fn(*args)``, retried on TransientBackendError; ``what`` names it in errors."""
         start = self.clock()
 
+        cfg = self.config
+
         def out_of_time(_: Any) -> bool:
-            return self.clock() - start >= self.max_seconds
+            return self.clock() - start >= cfg.max_seconds
 
         def count(_: Any) -> None:
             self.retries += 1
 
         retrying = Retrying(
             retry=retry_if_exception_type(TransientBackendError),
-            wait=wait_exponential_jitter(self.initial, self.max_wait, jitter=self.jitter),
-            stop=stop_after_attempt(self.attempts) | out_of_time,
+            wait=wait_exponential_jitter(cfg.initial, cfg.max_wait, jitter=cfg.jitter),
+            stop=stop_after_attempt(cfg.attempts) | out_of_time,
             sleep=self.sleep,
             before_sleep=count,
             reraise=True,

@@ -30,7 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,15 +38,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..backends import get_backend, parse_name
+from ..backends import DEFAULT_BACKEND, get_backend, parse_name
 from ..errors import DataError, QvitHwError
-from ..files import write_atomic
+from ..files import write_atomic, write_json
 from ..model import VisionTransformer
+from .config import RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor
 from .journal import Journal
-from .mitigation import MODES
+from .mitigation import parse_mitigation
 from .retry import Retry
-from .scheduler import Scheduler
+from .runner import QNNRunner
 
 if TYPE_CHECKING:
     from ..data import ImageSet, Normalization
@@ -72,47 +73,31 @@ RESUME_KEYS = (
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Settings of one run (the CLI's flags)."""
+    """Settings of one run (the CLI's flags); the job layer's own in `scheduler` and `retry`."""
 
     bundle: str
-    backend: str = "statevector"
+    backend: str = DEFAULT_BACKEND
     dataset: str | None = None  # None: the bundle's data set
     split: str = "test"
     limit: int | None = None
-    shots: int = 1000
     batch_size: int = 8
     mitigate: str = "none"
-    max_copies: int | None = None
-    job_size: int | None = None
-    max_in_flight: int = 4
-    job_timeout: float = 4 * 3600.0
-    poll_interval: float = 1.0
-    retries: int = 8  # attempts per call on transient errors
-    retry_wait: float = 1.0  # first backoff in seconds (doubles, plus up to as much jitter)
-    seed: int = 0
     data_root: str | None = None
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 1:
-            raise ValueError(f"--shots must be a whole number >= 1, got {self.shots}")
-        for name in ("batch_size", "max_in_flight"):
-            if getattr(self, name) < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
-                )
-        for name in ("limit", "max_copies", "job_size"):
+        for name in ("batch_size", "limit"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            if value is not None and (isinstance(value, bool) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if self.mitigate not in MODES:
-            raise ValueError(f"--mitigate must be one of {', '.join(MODES)}, got {self.mitigate!r}")
-        if self.job_timeout <= 0 or self.poll_interval < 0:
-            raise ValueError("--job-timeout must be > 0 and --poll-interval >= 0")
-        if self.retries < 1 or self.retry_wait < 0:
-            raise ValueError("--retries must be >= 1 and --retry-wait >= 0")
+        parse_mitigation(self.mitigate)  # ValueError naming --mitigate
 
     def settings(self) -> dict[str, Any]:
-        out = asdict(self)
+        """Flat settings for run.json (the job layer's fields beside the run's own)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("scheduler", "retry")}
+        out.update(asdict(self.scheduler))
+        out.update(retries=self.retry.attempts, retry_wait=self.retry.initial)
         out["bundle"] = str(Path(self.bundle).resolve())
         out["backend_name"] = parse_name(self.backend)[0]
         return out
@@ -147,7 +132,7 @@ def run_bundle(
     out = Path(out)
     previous = _previous_run(out, resume)
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
-    backend.target.job_capacity(options.shots)  # JobTooLargeError if no circuit fits
+    backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
     model, data, norm = _load(options)
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
@@ -155,33 +140,20 @@ def run_bundle(
         _check_same(previous, settings, out)
     settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / RUN_FILE, {**settings, "status": "running"})
+    write_json(out / RUN_FILE, {**settings, "status": "running"})
     journal = Journal(out / JOURNAL_FILE)
     progress = _progress(console)
-    retry = Retry(
-        attempts=options.retries,
-        initial=options.retry_wait,
-        jitter=options.retry_wait,
-        sleep=sleep,
-        clock=clock,
-    )
-    scheduler = Scheduler(
+    runner = QNNRunner(
         backend,
-        shots=options.shots,
-        journal=journal,
-        retry=retry,
-        max_in_flight=options.max_in_flight,
-        job_size=options.job_size,
-        job_timeout=options.job_timeout,
-        poll_interval=options.poll_interval,
-        max_copies=options.max_copies,
+        options.scheduler,
         mitigation=options.mitigate,
-        seed=options.seed,
+        journal=journal,
+        retry=Retry(options.retry, sleep=sleep, clock=clock),
         clock=clock,
         sleep=sleep,
         progress=progress,
     )
-    executor = SchedulerExecutor(scheduler)
+    executor = SchedulerExecutor(runner)
     start = time.perf_counter()
     try:
         with progress if progress is not None else nullcontext():
@@ -191,12 +163,12 @@ def run_bundle(
         error = str(exc) or type(exc).__name__
         counts = journal.counts()
         journal.close()
-        _write_json(
+        write_json(
             out / RUN_FILE, {**settings, "status": status, "error": error, "journal": counts}
         )
         raise
     wall = time.perf_counter() - start
-    summary = _finish(out, settings, data, executor, scheduler, journal, logits, exact_logits, wall)
+    summary = _finish(out, settings, data, executor, runner, journal, logits, exact_logits, wall)
     journal.close()
     return summary
 
@@ -286,7 +258,7 @@ def _finish(
     settings: dict[str, Any],
     data: ImageSet,
     executor: SchedulerExecutor,
-    scheduler: Scheduler,
+    runner: QNNRunner,
     journal: Journal,
     logits: list[torch.Tensor],
     exact_logits: list[torch.Tensor],
@@ -296,7 +268,7 @@ def _finish(
     exact = torch.cat(exact_logits).softmax(dim=1).numpy()
     pred, pred_exact = probs.argmax(axis=1), exact.argmax(axis=1)
     rows = executor.rows()
-    stats = scheduler.stats
+    stats = runner.stats
     images = len(data)
     cost = {
         **{k: v for k, v in stats.to_dict().items() if k != "templates"},
@@ -318,7 +290,7 @@ def _finish(
         write_atomic(out / "histograms.npz", buf.getvalue())
     jobs = "".join(json.dumps(r.to_dict()) + "\n" for r in journal.records())
     write_atomic(out / "jobs.jsonl", jobs.encode())
-    _write_json(out / "cost.json", cost)
+    write_json(out / "cost.json", cost)
     summary = RunSummary(
         out=out,
         images=images,
@@ -329,9 +301,9 @@ def _finish(
         z_mae_raw=float(np.abs(rows["estimate_raw"] - rows["exact"]).mean()),
         cost=cost,
     )
-    calibrations = {name: cal.to_dict() for name, cal in scheduler.calibrations().items()}
+    calibrations = {name: cal.to_dict() for name, cal in runner.calibrations().items()}
     result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
-    _write_json(
+    write_json(
         out / RUN_FILE,
         {**settings, "status": "complete", "finished": datetime.now(UTC).isoformat(
             timespec="seconds"), "summary": result, "readout_calibration": calibrations},
@@ -357,18 +329,6 @@ def _predictions_csv(
             + [f"{v:.17g}" for v in exact[i]]
         )
     return buf.getvalue().encode()
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _progress(console: Any) -> Any:

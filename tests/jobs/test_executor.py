@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from qvit_hw.backends import get_backend
+from qvit_hw.jobs.config import SchedulerConfig
 from qvit_hw.jobs.executor import ROW_FIELDS, SchedulerExecutor
-from qvit_hw.jobs.scheduler import Scheduler
+from qvit_hw.jobs.runner import QNNRunner
 from qvit_hw.model import QViT
 
 
@@ -19,7 +20,7 @@ def model_and_images():
 
 def test_statevector_executor_reproduces_the_exact_model(model_and_images):
     model, images = model_and_images
-    executor = SchedulerExecutor(Scheduler(get_backend("statevector")))
+    executor = SchedulerExecutor(QNNRunner(get_backend("statevector")))
     executor.begin_batch([10, 11, 12])
     with torch.no_grad():
         exact = model(images)
@@ -40,7 +41,7 @@ def test_statevector_executor_reproduces_the_exact_model(model_and_images):
 
 def test_shot_executor_changes_outputs_within_shot_noise(model_and_images):
     model, images = model_and_images
-    executor = SchedulerExecutor(Scheduler(get_backend("shots"), shots=100_000))
+    executor = SchedulerExecutor(QNNRunner(get_backend("shots"), SchedulerConfig(shots=100_000)))
     with torch.no_grad():
         exact = model(images)
         with model.executor(executor):
@@ -53,7 +54,7 @@ def test_shot_executor_changes_outputs_within_shot_noise(model_and_images):
 
 def test_batch_naming_must_fit(model_and_images):
     model, images = model_and_images
-    executor = SchedulerExecutor(Scheduler(get_backend("statevector")))
+    executor = SchedulerExecutor(QNNRunner(get_backend("statevector")))
     executor.begin_batch([0, 1])
     with (
         pytest.raises(ValueError, match="begin_batch named 2 images, the batch has 3"),

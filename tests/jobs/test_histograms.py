@@ -7,9 +7,9 @@ from qiskit.primitives import BitArray
 from qvit_hw.backends import JobResult, PubResult, get_backend
 from qvit_hw.backends.base import SAMPLE_ROWS, SAMPLE_SHOTS, outcome_bits
 from qvit_hw.circuit import chain, qiskit_circuit
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.executor import exact_distribution
 from qvit_hw.jobs.journal import decode_result, encode_result
-from qvit_hw.jobs.scheduler import QNNCall, Scheduler
 
 SIGNS = 1 - 2 * ((np.arange(16)[:, None] >> np.arange(4)) & 1)  # (16, 4): bit i = qubit i
 
@@ -50,7 +50,9 @@ def test_scheduler_histograms_each_packed_copy_and_they_match_the_exact_distribu
     weights = rng.uniform(-np.pi, np.pi, spec.weight_shape)
     angles = rng.uniform(-np.pi, np.pi, (12, 4))
     angles = np.concatenate([angles, angles[:3]])  # duplicates: run once, counted once
-    scheduler = Scheduler(get_backend("shots"), shots=2000, job_size=2, poll_interval=0)
+    scheduler = QNNRunner(
+        get_backend("shots"), SchedulerConfig(shots=2000, job_size=2, poll_interval=0)
+    )
     (est,) = scheduler.run([QNNCall("q", spec, weights, angles)])
     assert est.sampled is not None and len(est.sampled) == 12  # 6 jobs x 2 rows (12 unique)
     assert sorted(est.sampled) == list(range(12))  # first occurrences of the unique rows

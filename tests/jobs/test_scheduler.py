@@ -9,10 +9,10 @@ from qvit_hw.backends.base import JobStatus
 from qvit_hw.backends.mock import MockBackend
 from qvit_hw.circuit import QNNSpec, chain, expectations, random_inputs, tree
 from qvit_hw.errors import JobTooLargeError, PermanentBackendError, RunInterrupted
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.journal import DONE, FAILED, SUBMITTED, Journal
 from qvit_hw.jobs.mitigation import from_properties
 from qvit_hw.jobs.retry import Retry
-from qvit_hw.jobs.scheduler import QNNCall, Scheduler
 
 
 class FakeTime:
@@ -28,9 +28,15 @@ class FakeTime:
         self.now += seconds
 
 
-def scheduler(backend, time: FakeTime | None = None, **kwargs) -> Scheduler:
+RUNNER_ARGS = ("journal", "retry", "mitigation")
+
+
+def scheduler(backend, time: FakeTime | None = None, **kwargs) -> QNNRunner:
+    """A runner on ``backend`` with fake time; job-layer settings go to its SchedulerConfig."""
     time = time or FakeTime()
-    return Scheduler(backend, clock=time.clock, sleep=time.sleep, poll_interval=1.0, **kwargs)
+    runner_args = {k: kwargs.pop(k) for k in RUNNER_ARGS if k in kwargs}
+    config = SchedulerConfig(poll_interval=1.0, **kwargs)
+    return QNNRunner(backend, config, clock=time.clock, sleep=time.sleep, **runner_args)
 
 
 def layer_calls(spec: QNNSpec, rows: int, qnns: int = 3, seed: int = 0) -> list[QNNCall]:

@@ -1,0 +1,81 @@
+"""The settings of the job layer, each written and validated once.
+
+`SchedulerConfig` (shots, packing, job sizes, polling) and `RetryConfig` (backoff on
+transient errors) are plain frozen dataclasses: `qvit-hw run` reads its flags' defaults
+from them, `RunOptions` holds one of each, and the scheduler and `Retry` take them as
+they are. Messages name the command-line flag, which is how most users set them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_SHOTS = 1000
+DEFAULT_JOB_TIMEOUT = 4 * 3600.0  # seconds a job may take before the run stops (resumable)
+
+
+def _whole(name: str, value: Any, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        noun = "a whole number >= 1" if name == "shots" else ">= 1"
+        raise ValueError(f"--{name.replace('_', '-')} must be {noun}, got {value!r}")
+
+
+def _seconds(name: str, value: Any, *, positive: bool) -> None:
+    flag = f"--{name.replace('_', '-')}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{flag} must be a finite number of seconds, got {value!r}")
+    if (value <= 0) if positive else (value < 0):
+        raise ValueError(f"{flag} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """How QNN rows become jobs and how jobs are driven."""
+
+    shots: int = DEFAULT_SHOTS  # per circuit (exact backends take none)
+    max_copies: int | None = None  # packed copies per execution (None: as many as fit)
+    job_size: int | None = None  # executions per job (None: the backend's limit)
+    max_in_flight: int = 4  # jobs submitted and not yet finished
+    job_timeout: float = DEFAULT_JOB_TIMEOUT
+    poll_interval: float = 1.0  # seconds between status polls
+    seed: int = 0  # transpiler seed
+
+    def __post_init__(self) -> None:
+        _whole("shots", self.shots)
+        _whole("max_in_flight", self.max_in_flight)
+        _whole("max_copies", self.max_copies, optional=True)
+        _whole("job_size", self.job_size, optional=True)
+        _seconds("job_timeout", self.job_timeout, positive=True)
+        _seconds("poll_interval", self.poll_interval, positive=False)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"--seed must be a whole number, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of transient backend errors: exponential backoff with jitter, capped."""
+
+    attempts: int = 8  # per backend call (--retries)
+    initial: float = 1.0  # first backoff in seconds (--retry-wait); it doubles per retry
+    jitter: float = 1.0  # up to this many seconds added at random
+    max_wait: float = 60.0  # longest single backoff
+    max_seconds: float = 900.0  # longest time one call may keep retrying
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError(f"--retries must be a whole number >= 1, got {self.attempts!r}")
+        if self.attempts < 1:
+            raise ValueError(f"--retries must be >= 1, got {self.attempts}")
+        _seconds("retry_wait", self.initial, positive=False)
+        for name in ("jitter", "max_wait"):
+            _seconds(name, getattr(self, name), positive=False)
+        _seconds("max_seconds", self.max_seconds, positive=True)
+
+    @classmethod
+    def waiting(cls, attempts: int = 8, wait: float = 1.0) -> RetryConfig:
+        """``--retries`` and ``--retry-wait``: the first backoff and as much jitter."""
+        return cls(attempts=attempts, initial=wait, jitter=wait)

@@ -1,0 +1,111 @@
+"""QNN calls on a backend: plan -> execute -> combine, with templates and corrections kept.
+
+`QNNRunner.run(calls)` is what a model's QNN layer needs: it plans the calls (`plan`:
+templates transpiled once per spec for the backend's device, rows deduplicated, bound,
+packed and split into jobs), has the `Scheduler` execute the jobs, fits each mitigation
+of the run once per template from its calibration jobs (run through the same scheduler
+and journal), and combines the results into estimates (`combine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..backends.base import Backend
+from ..circuit import QNNSpec
+from .combine import Correction, RowEstimates, combine
+from .config import SchedulerConfig
+from .mitigation import ReadoutCalibration, mitigations, parse_mitigation
+from .plan import Plan, QNNCall, Template, plan
+from .scheduler import Scheduler, SchedulerStats
+
+
+class QNNRunner:
+    """Runs QNN calls on one backend: the templates, the corrections and the scheduler."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: SchedulerConfig | None = None,
+        *,
+        mitigation: str | Sequence[str] = "none",
+        **loop: Any,
+    ) -> None:
+        """``loop``: the `Scheduler`'s keywords (journal, retry, clock, sleep, progress)."""
+        self.config = config if config is not None else SchedulerConfig()
+        self.mitigation = parse_mitigation(mitigation)
+        self.scheduler = Scheduler(backend, self.config, **loop)
+        self.backend = backend
+        self._templates: dict[QNNSpec, Template] = {}
+        self._corrections: dict[QNNSpec, list[Correction]] = {}
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self.scheduler.stats
+
+    @property
+    def job_size(self) -> int | None:
+        return self.scheduler.job_size
+
+    def template(self, spec: QNNSpec) -> Template:
+        """The compiled template of ``spec`` on this backend and its circuit key (cached)."""
+        if spec not in self._templates:
+            from ..transpile import circuit_key, template_for
+
+            compiled = template_for(
+                spec,
+                self.backend.target.device,
+                max_copies=self.config.max_copies,
+                seed=self.config.seed,
+            )
+            self._templates[spec] = Template(compiled, circuit_key(compiled.circuit))
+            self.stats.templates[compiled.circuit.name] = {
+                "copies": compiled.copies,
+                "placements": [list(p) for p in compiled.placements],
+                "depth": compiled.depth,
+                "two_qubit_gates": compiled.two_qubit_gates,
+                "swaps": compiled.swaps,
+            }
+        return self._templates[spec]
+
+    def plan(self, calls: Sequence[QNNCall]) -> Plan:
+        return plan(
+            calls,
+            self.template,
+            backend=self.backend.name,
+            shots=self.config.shots,
+            job_size=self.job_size,
+        )
+
+    def run(self, calls: Sequence[QNNCall], description: str = "jobs") -> list[RowEstimates]:
+        """Estimates for every row of every call, in call order."""
+        p = self.plan(calls)
+        results = self.scheduler.execute(p.jobs, description)
+        self.stats.calls += len(calls)
+        self.stats.rows += p.rows
+        self.stats.unique_rows += p.unique_rows
+        specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
+        return combine(p, results, [self.corrections(spec) for spec in specs])
+
+    def corrections(self, spec: QNNSpec) -> list[Correction]:
+        """The run's corrections for ``spec``'s template, fitted on first use."""
+        if spec not in self._corrections:
+            template = self.template(spec).compiled
+            shots = self.config.shots
+            fitted = []
+            for m in mitigations(self.mitigation):
+                jobs = m.calibration_jobs(template, self.backend, shots)
+                results = self.scheduler.execute(jobs, f"{m.name} calibration") if jobs else []
+                fitted.append(m.fit(template, results, self.backend, shots))
+            self._corrections[spec] = fitted
+        return self._corrections[spec]
+
+    def calibrations(self) -> dict[str, ReadoutCalibration]:
+        """The readout calibrations made so far, by template circuit name."""
+        return {
+            self._templates[spec].compiled.circuit.name: c
+            for spec, fitted in self._corrections.items()
+            for c in fitted
+            if isinstance(c, ReadoutCalibration)
+        }
