@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+import typing
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from .backends.registry import DEFAULT_BACKEND
 from .errors import QvitHwError
+from .jobs.config import RetryConfig, SchedulerConfig
 
 if TYPE_CHECKING:
     from .train import RunResult, TrainOptions
@@ -54,56 +60,120 @@ def params() -> None:
 
 # --- train, distill, datasets (qvit_hw.train, qvit_hw.data) --------------------------------
 
-_DATASET = typer.Option(
-    ...,
-    help="Data set: a MedMNIST name (breastmnist, retinamnist, pneumoniamnist, dermamnist, "
-    "bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), 'oasis' (an image folder "
-    "given by --data-root) or 'digits' (scikit-learn, offline). `qvit-hw datasets` lists them.",
-)
-_SIZE = typer.Option(28, help="Image size: 28 (2x2 patches) or 224 (16x16 patches).")
-_QUBITS = typer.Option(4, help="Qubits per QNN, which is also the embedding size n (paper: 4, 8).")
-_HEADS = typer.Option(2, help="Attention heads; each has its own query, key and value QNNs.")
-_MODEL = typer.Option("qvit", help="qvit (QNN query/key/value) or vit (Linear; the baseline).")
-_PAIRS = typer.Option(
-    None, help="Entangling pairs of every QNN as '0-1,1-2,2-3' (default: the chain)."
-)
-_EPOCHS = typer.Option(100, help="Training epochs (paper: 100); lr / 10 at 50 % and 75 % of them.")
-_LR = typer.Option(1e-3, help="Adam learning rate (paper: 1e-3).")
-_BATCH = typer.Option(32, help="Batch size (paper: 32).")
-_SEED = typer.Option(0, help="Seed of weights and shuffling; same seed, same result.")
-_OUT = typer.Option(..., help="Run directory: last.pt, best.pt and metrics.json go here.")
+
 _DATA_ROOT = typer.Option(
     None, help="MedMNIST folder (default ~/.medmnist) or, for oasis, the image folder."
 )
-_DOWNLOAD = typer.Option(
-    False, "--download", help="Download a missing MedMNIST file (needs internet)."
-)
-_LIMIT = typer.Option(None, help="Use only the first N images of each split (quick trials).")
-_RESUME = typer.Option(
-    False, "--resume", help="Continue the run in --out after its last saved epoch."
-)
-_OVERWRITE = typer.Option(False, "--overwrite", help="Delete the run in --out and start again.")
+
+
+def _flag(option: typing.Any) -> typing.Any:
+    """A `TrainArgs` field: its typer option (flags, default, help) rides in the metadata."""
+    return field(metadata={"option": option})
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    """The options `train` and `distill` share, written once; `_train_args` turns the
+    fields into the commands' flags, in this order."""
+
+    dataset: str = _flag(
+        typer.Option(
+            ...,
+            help="Data set: a MedMNIST name (breastmnist, retinamnist, pneumoniamnist, "
+            "dermamnist, bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), 'oasis' "
+            "(an image folder given by --data-root) or 'digits' (scikit-learn, offline). "
+            "`qvit-hw datasets` lists them.",
+        )
+    )
+    size: int = _flag(typer.Option(28, help="Image size: 28 (2x2 patches) or 224 (16x16 patches)."))
+    qubits: int = _flag(
+        typer.Option(4, help="Qubits per QNN, which is also the embedding size n (paper: 4, 8).")
+    )
+    heads: int = _flag(
+        typer.Option(2, help="Attention heads; each has its own query, key and value QNNs.")
+    )
+    model: str = _flag(
+        typer.Option("qvit", help="qvit (QNN query/key/value) or vit (Linear; the baseline).")
+    )
+    pairs: str | None = _flag(
+        typer.Option(
+            None, help="Entangling pairs of every QNN as '0-1,1-2,2-3' (default: the chain)."
+        )
+    )
+    epochs: int = _flag(
+        typer.Option(100, help="Training epochs (paper: 100); lr / 10 at 50 % and 75 % of them.")
+    )
+    lr: float = _flag(typer.Option(1e-3, help="Adam learning rate (paper: 1e-3)."))
+    batch_size: int = _flag(typer.Option(32, help="Batch size (paper: 32)."))
+    seed: int = _flag(
+        typer.Option(0, help="Seed of weights and shuffling; same seed, same result.")
+    )
+    out: str = _flag(
+        typer.Option(..., help="Run directory: last.pt, best.pt and metrics.json go here.")
+    )
+    data_root: str | None = _flag(_DATA_ROOT)
+    download: bool = _flag(
+        typer.Option(False, "--download", help="Download a missing MedMNIST file (needs internet).")
+    )
+    limit: int | None = _flag(
+        typer.Option(None, help="Use only the first N images of each split (quick trials).")
+    )
+    resume: bool = _flag(
+        typer.Option(
+            False, "--resume", help="Continue the run in --out after its last saved epoch."
+        )
+    )
+    overwrite: bool = _flag(
+        typer.Option(False, "--overwrite", help="Delete the run in --out and start again.")
+    )
+
+    def options(self) -> TrainOptions:
+        """The run these flags describe; a bad value ends the command with one line."""
+        from .train import Schedule, TrainOptions
+
+        try:
+            schedule = Schedule(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+            return TrainOptions(
+                dataset=self.dataset, size=self.size, model=self.model, n_qubits=self.qubits,
+                heads=self.heads, pairs=_parse_pairs(self.pairs), schedule=schedule,
+                seed=self.seed, limit=self.limit, data_root=self.data_root,
+                download=self.download,
+            )  # fmt: skip
+        except ValueError as exc:
+            fail(str(exc))
+
+
+def _train_args(command: typing.Callable[..., None]) -> typing.Callable[..., None]:
+    """``command(args: TrainArgs, **own)`` as a typer callback whose flags are the fields
+    of `TrainArgs`, then ``command``'s own parameters (typer reads ``__signature__``)."""
+    shared = [f.name for f in fields(TrainArgs)]
+    hints = {**typing.get_type_hints(TrainArgs), **typing.get_type_hints(command)}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(f.name, keyword, default=f.metadata["option"], annotation=hints[f.name])
+        for f in fields(TrainArgs)
+    ]
+    own = list(inspect.signature(command).parameters.values())[1:]
+    params += [p.replace(kind=keyword, annotation=hints[p.name]) for p in own]
+
+    @functools.wraps(command)
+    def callback(**values: typing.Any) -> None:
+        command(TrainArgs(**{name: values.pop(name) for name in shared}), **values)
+
+    callback.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    callback.__annotations__ = {p.name: p.annotation for p in params}
+    return callback
 
 
 def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    from .circuit import pairs_from_string
+
     if text is None:
         return None
     try:
-        return tuple(tuple(map(int, p.split("-"))) for p in text.split(","))
+        return pairs_from_string(text)
     except ValueError:
         fail(f"--pairs: expected pairs like '0-1,1-2,2-3', got {text!r}")
-
-
-def _train_options(**kwargs: object) -> TrainOptions:
-    from .train import Schedule, TrainOptions
-
-    schedule_keys = ("epochs", "lr", "batch_size")
-    try:
-        schedule = Schedule(**{k: kwargs.pop(k) for k in schedule_keys})
-        kwargs["pairs"] = _parse_pairs(kwargs["pairs"])
-        return TrainOptions(schedule=schedule, **kwargs)
-    except ValueError as exc:
-        fail(str(exc))
 
 
 def _report(result: RunResult, title: str) -> None:
@@ -135,61 +205,31 @@ def datasets() -> None:
 
 
 @app.command()
-def train(
-    dataset: str = _DATASET,
-    size: int = _SIZE,
-    qubits: int = _QUBITS,
-    heads: int = _HEADS,
-    model: str = _MODEL,
-    pairs: str | None = _PAIRS,
-    epochs: int = _EPOCHS,
-    lr: float = _LR,
-    batch_size: int = _BATCH,
-    seed: int = _SEED,
-    out: str = _OUT,
-    data_root: str | None = _DATA_ROOT,
-    download: bool = _DOWNLOAD,
-    limit: int | None = _LIMIT,
-    resume: bool = _RESUME,
-    overwrite: bool = _OVERWRITE,
-) -> None:
+@_train_args
+def train(args: TrainArgs) -> None:
     """Train a QViT (or the ViT baseline) with the paper's schedule; Ctrl-C stops after the
     last saved epoch and --resume continues it exactly."""
     from .errors import RunInterrupted
     from .train import train as run_train
 
-    opts = _train_options(
-        dataset=dataset, size=size, model=model, n_qubits=qubits, heads=heads, pairs=pairs,
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, limit=limit,
-        data_root=data_root, download=download,
-    )  # fmt: skip
+    opts = args.options()
     try:
-        result = run_train(opts, out, resume=resume, overwrite=overwrite, console=console)
+        result = run_train(
+            opts, args.out, resume=args.resume, overwrite=args.overwrite, console=console
+        )
     except RunInterrupted as exc:
         fail(str(exc), code=130)
     except KeyboardInterrupt:  # between epochs' work (data, test): every epoch is saved
         fail("interrupted; run the same command with --resume to continue", code=130)
-    _report(result, f"{model} on {dataset} ({size}x{size}, {qubits} qubits, {heads} heads)")
+    a = args
+    title = f"{a.model} on {a.dataset} ({a.size}x{a.size}, {a.qubits} qubits, {a.heads} heads)"
+    _report(result, title)
 
 
 @app.command()
+@_train_args
 def distill(
-    dataset: str = _DATASET,
-    size: int = _SIZE,
-    qubits: int = _QUBITS,
-    heads: int = _HEADS,
-    model: str = _MODEL,
-    pairs: str | None = _PAIRS,
-    epochs: int = _EPOCHS,
-    lr: float = _LR,
-    batch_size: int = _BATCH,
-    seed: int = _SEED,
-    out: str = _OUT,
-    data_root: str | None = _DATA_ROOT,
-    download: bool = _DOWNLOAD,
-    limit: int | None = _LIMIT,
-    resume: bool = _RESUME,
-    overwrite: bool = _OVERWRITE,
+    args: TrainArgs,
     kd_epochs: int = typer.Option(50, help="Epochs of MSE pre-training (paper: 50; Adam 1e-3)."),
     teacher_epochs: int = typer.Option(
         100, help="Epochs of teacher fine-tuning (the paper's schedule; it does not say)."
@@ -215,11 +255,8 @@ def distill(
     from .train import KD_SCHEDULE, DistillOptions, Schedule
     from .train import distill as run_distill
 
-    opts = _train_options(
-        dataset=dataset, size=size, model=model, n_qubits=qubits, heads=heads, pairs=pairs,
-        epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, limit=limit,
-        data_root=data_root, download=download,
-    )  # fmt: skip
+    opts = args.options()
+    lr, batch_size = args.lr, args.batch_size
     try:
         kd = Schedule(epochs=kd_epochs, lr=lr, batch_size=batch_size, decay_at=KD_SCHEDULE.decay_at)
         teacher = Schedule(epochs=teacher_epochs, lr=teacher_lr, batch_size=batch_size)
@@ -234,12 +271,15 @@ def distill(
     except ValueError as exc:
         fail(str(exc))
     try:
-        result = run_distill(dopts, out, resume=resume, overwrite=overwrite, console=console)
+        result = run_distill(
+            dopts, args.out, resume=args.resume, overwrite=args.overwrite, console=console
+        )
     except RunInterrupted as exc:
         fail(str(exc), code=130)
     except KeyboardInterrupt:
         fail("interrupted; run the same command with --resume to continue", code=130)
-    _report(result, f"{model} on {dataset} with KD ({size}x{size}, {qubits} qubits)")
+    a = args
+    _report(result, f"{a.model} on {a.dataset} with KD ({a.size}x{a.size}, {a.qubits} qubits)")
 
 
 # --- export, transpile (qvit_hw.export, qvit_hw.transpile) ---------------------------------
@@ -372,18 +412,21 @@ def _resume_hint(exc: Exception, out: str) -> str:
     return f"; finished jobs are kept in {journal}: run again with --resume to continue"
 
 
+_SCHED, _RETRY = SchedulerConfig(), RetryConfig()
+
+
 @app.command()
 def run(
     bundle: str = typer.Argument(..., help="A bundle directory from `qvit-hw export`."),
     backend: str = typer.Option(
-        "statevector",
+        DEFAULT_BACKEND,
         help="Backend name, options as a query string: statevector, shots?seed=1, "
         "fake_brisbane, 'mock?transient=0.3&inner=shots' (`qvit-hw backends` lists them).",
     ),
     dataset: str | None = typer.Option(None, help="Data set (default: the bundle's own)."),
     split: str = typer.Option("test", help="train, val or test."),
     limit: int | None = typer.Option(None, help="Only the first N images of the split."),
-    shots: int = typer.Option(1000, help="Shots per circuit (exact backends ignore them)."),
+    shots: int = typer.Option(_SCHED.shots, help="Shots per circuit (exact backends ignore them)."),
     out: str = typer.Option(..., help="Run directory (predictions, rows, jobs, cost, journal)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out: reuse finished jobs, re-attach."
@@ -393,21 +436,26 @@ def run(
         "none", help="none, readout (calibration circuits) or readout-props (backend data)."
     ),
     max_copies: int | None = typer.Option(
-        None, help="At most K packed copies per execution (default: as many as fit)."
+        _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
     ),
     job_size: int | None = typer.Option(
-        None, help="At most E executions per job (default: the backend's limit)."
+        _SCHED.job_size, help="At most E executions per job (default: the backend's limit)."
     ),
-    max_in_flight: int = typer.Option(4, help="Jobs submitted and not yet finished, at most."),
+    max_in_flight: int = typer.Option(
+        _SCHED.max_in_flight, help="Jobs submitted and not yet finished, at most."
+    ),
     job_timeout: float = typer.Option(
-        4 * 3600.0, help="Seconds a job may take before the run stops (resumable)."
+        _SCHED.job_timeout, help="Seconds a job may take before the run stops (resumable)."
     ),
-    poll_interval: float = typer.Option(1.0, help="Seconds between status polls."),
-    retries: int = typer.Option(8, help="Attempts per backend call on transient errors."),
+    poll_interval: float = typer.Option(_SCHED.poll_interval, help="Seconds between polls."),
+    retries: int = typer.Option(
+        _RETRY.attempts, help="Attempts per backend call on transient errors."
+    ),
     retry_wait: float = typer.Option(
-        1.0, help="First backoff in seconds; it doubles per retry (plus jitter), up to 60 s."
+        _RETRY.initial,
+        help="First backoff in seconds; it doubles per retry (plus jitter), up to 60 s.",
     ),
-    seed: int = typer.Option(0, help="Transpiler seed."),
+    seed: int = typer.Option(_SCHED.seed, help="Transpiler seed."),
     data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
 ) -> None:
     """Run a bundle's inference with every QNN row executed on a backend through the job
@@ -417,10 +465,13 @@ def run(
     try:
         options = RunOptions(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
-            shots=shots, batch_size=batch_size, mitigate=mitigate, max_copies=max_copies,
-            job_size=job_size, max_in_flight=max_in_flight, job_timeout=job_timeout,
-            poll_interval=poll_interval, retries=retries, retry_wait=retry_wait, seed=seed,
-            data_root=data_root,
+            batch_size=batch_size, mitigate=mitigate, data_root=data_root,
+            scheduler=SchedulerConfig(
+                shots=shots, max_copies=max_copies, job_size=job_size,
+                max_in_flight=max_in_flight, job_timeout=job_timeout,
+                poll_interval=poll_interval, seed=seed,
+            ),
+            retry=RetryConfig.waiting(retries, retry_wait),
         )  # fmt: skip
         summary = run_bundle(options, out, resume=resume, console=console)
     except KeyboardInterrupt:

@@ -309,7 +309,7 @@ def _load_folder(name: str, root: Path, split: str, size: int) -> ImageSet:
         files = [every[i] for i in split_indices(labels, split)]
     if not files:
         raise DataError(f"{root}: the {split} split holds no images")
-    images = np.stack([_read_image(f, size) for f, _ in files])  # (N, S, S, 3)
+    images = np.stack([read_image_file(f, size) for f, _ in files])  # (N, S, S, 3)
     labels = np.array([c for _, c in files], dtype=np.int64)
     task = "binary-class" if len(classes) == 2 else "multi-class"
     return ImageSet(name, split, images, labels, task, classes)
@@ -328,12 +328,23 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_image(path: Path, size: int) -> np.ndarray:
+def read_image_file(path: str | os.PathLike[str], size: int | None = None) -> np.ndarray:
+    """One image file as RGB pixels (H, W, 3): a picture (.png, .jpg, ...) as uint8, or a
+    .npy array as stored (a grayscale (H, W) array gets three equal channels).
+
+    ``size`` resizes a picture to size x size (bilinear); None keeps it as it is.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        array = np.load(path)
+        return np.repeat(array[..., None], 3, axis=-1) if array.ndim == 2 else array
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            rgb = img.convert("RGB")
+            if size is not None:
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)  # (S, S, 3)
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"{path} is not a readable image ({exc})") from exc

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from torch import Tensor
 
 from .circuit import QNNSpec, expectations, qasm2, qasm3
 from .errors import BundleError, DataError
+from .files import dumps_json
 from .model import ModelConfig, VisionTransformer, count_parameters
 
 FORMAT, FORMAT_VERSION = "qvit-hw/bundle", 1
@@ -155,7 +155,7 @@ def export_bundle(
         manifest["files"] = {
             str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }
-        (tmp / MANIFEST).write_text(json.dumps(_plain(manifest), indent=2, allow_nan=False) + "\n")
+        (tmp / MANIFEST).write_text(dumps_json(manifest))
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,23 +216,12 @@ def read_image(
     An index picks an image of the checkpoint's data set (test split); a file must already
     be S x S, the model's input size.
     """
-    from .data import load_split
+    from .data import load_split, read_image_file
 
     size = model.config.image_size
     path = Path(spec)
     if path.is_file():
-        if path.suffix.lower() == ".npy":
-            array = np.load(path)
-        else:
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(path) as img:
-                    array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-            except (OSError, UnidentifiedImageError) as exc:
-                raise DataError(f"{path} is not a readable image ({exc})") from exc
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=-1)
+        array = read_image_file(path)  # as stored: a file must already be S x S
         if array.dtype != np.uint8 or array.shape != (size, size, 3):
             raise DataError(
                 f"{path} holds a {array.dtype} image of shape {array.shape}; the model takes "
@@ -338,18 +327,3 @@ def _replace_dir(new: Path, out: Path) -> None:
     os.replace(new, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-ready: tuples become lists, NaN becomes None, tensors become lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, Tensor | np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _plain(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
