@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .backends.registry import DEFAULT_BACKEND
-from .errors import QvitHwError
+from .errors import QvitHwError, one_line
 from .jobs.config import RetryConfig, SchedulerConfig
 
 if TYPE_CHECKING:
@@ -402,12 +402,12 @@ def _resume_hint(exc: Exception, out: str) -> str:
     """For failures while jobs ran: where finished jobs are kept and how to go on."""
     from pathlib import Path
 
-    from .errors import BackendError, BackendNotFoundError, RunInterrupted
+    from .errors import BackendError, BackendNotFoundError, RunError, RunInterrupted
 
     journal = Path(out) / "journal.sqlite"
-    if not isinstance(exc, BackendError | RunInterrupted) or isinstance(exc, BackendNotFoundError):
+    if isinstance(exc, BackendNotFoundError | RunError | ValueError) or not journal.is_file():
         return ""
-    if not journal.exists():
+    if not isinstance(exc, BackendError | RunInterrupted) and not (Path(out) / "run.json").exists():
         return ""
     return f"; finished jobs are kept in {journal}: run again with --resume to continue"
 
@@ -480,8 +480,10 @@ def run(
             "command with --resume to continue",
             code=130,
         )
-    except (QvitHwError, ValueError) as exc:
-        fail(f"{exc}{_resume_hint(exc, out)}")
+    except (QvitHwError, ValueError, OSError) as exc:
+        fail(f"{one_line(exc)}{_resume_hint(exc, out)}")
+    except Exception as exc:  # not ours: still one line; run.json says "failed" with it
+        fail(f"{type(exc).__name__}: {one_line(exc)}{_resume_hint(exc, out)}")
     cost = summary.cost
     table = Table(title=f"{bundle} on {backend}: {summary.images} images", show_header=False)
     rows = [
@@ -570,9 +572,9 @@ def main() -> None:
     """Entry point that turns our errors into one line and exit status 1."""
     try:
         app()
-    except QvitHwError as exc:
+    except (QvitHwError, OSError) as exc:
         try:
-            fail(str(exc))  # typer.Exit escapes here: app() is no longer there to catch it
+            fail(one_line(exc))  # typer.Exit escapes here: app() is no longer there to catch it
         except typer.Exit as stop:
             sys.exit(stop.exit_code)
     except KeyboardInterrupt:

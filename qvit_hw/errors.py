@@ -12,6 +12,8 @@
     │   ├── TransientBackendError   retried by the scheduler (network, rate limit, 5xx)
     │   └── PermanentBackendError   stops the run with a clear message
     │       └── JobTooLargeError    a job beyond the backend's limits
+    ├── RunError                    a run directory that cannot be used as asked
+    │   └── JournalError            a journal that is missing, empty, damaged or foreign
     └── RunInterrupted              Ctrl-C or a timeout; the journal is kept for --resume
 
 Bad arguments to functions are ValueError / TypeError naming the argument, as usual in
@@ -83,3 +85,11 @@ class JobTooLargeError(PermanentBackendError):
 
 class RunInterrupted(QvitHwError):
     """A run was interrupted; finished jobs are in the journal for --resume."""
+
+
+class RunError(QvitHwError):
+    """A run directory cannot be used as asked (locked, another run, changed settings)."""
+
+
+class JournalError(RunError):
+    """A run's journal is missing, empty, damaged or from another version."""

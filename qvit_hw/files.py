@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,54 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     finally:
         with contextlib.suppress(OSError):  # a read-only folder: the first error matters
             tmp.unlink(missing_ok=True)
+
+
+def check_out_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """``path`` as an output folder that can be created or written, else a ValueError of one
+    line naming ``flag``: an existing file, a path under a file, or a read-only folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag}: {path} is a file, not a folder")
+    parent = path
+    while not parent.exists():  # the nearest existing ancestor decides
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{flag}: {path} lies under {parent}, which is a file")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: {parent} is not writable")
+    return path
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(folder: Path, what: str = "--out") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (``fcntl.flock`` on ``folder/.lock``, which holds
+    the holder's PID) for the block. The OS drops the lock when the process dies, so a killed
+    run never leaves a stale one. A folder locked by another process: RunError at once."""
+    import fcntl
+
+    from .errors import RunError
+
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunError(
+                f"{what}: {folder} is in use by another qvit-hw process (PID {holder}); wait "
+                "for it to finish or stop it, then try again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def to_json(obj: Any) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -299,9 +300,24 @@ class LocalJobs:
             raise PermanentBackendError(f"{self.prefix}: no job {job_id!r}") from None
 
 
+def backend_identity(backend: Backend) -> dict[str, Any]:
+    """What a backend's results depend on (`_BackendBase.identity`; a backend written
+    elsewhere without one is known by its name alone)."""
+    identity = getattr(backend, "identity", None)
+    return dict(identity) if isinstance(identity, dict) else {"name": backend.name}
+
+
+def identity_key(backend: Backend) -> str:
+    """The backend's name and identity as one short text: what payload hashes carry, so a
+    journal never serves one backend's results to another (``fake_brisbane?noise=0``
+    and ``fake_brisbane`` get different keys)."""
+    text = json.dumps(backend_identity(backend), sort_keys=True, default=str)
+    return f"{backend.name}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
 class _BackendBase:
-    """What every backend of this package shares: a name, a target and the readout errors
-    its device reports (none for an ideal simulator)."""
+    """What every backend of this package shares: a name, a target, the readout errors its
+    device reports (none for an ideal simulator) and its identity."""
 
     def __init__(self, name: str, target: BackendTarget | None = None) -> None:
         self.name = name
@@ -310,6 +326,21 @@ class _BackendBase:
     @property
     def target(self) -> BackendTarget:
         return self._target
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Everything the results depend on: the name, the device and where its numbers
+        come from, and the options that change results (`_result_options`). Options that
+        do not (fault injection, polling) are left out, so they may change on resume."""
+        out: dict[str, Any] = {"name": self.name}
+        device = self._target.device
+        if device is not None:
+            out.update(device=device.name, device_source=device.source)
+        out.update(self._result_options())
+        return out
+
+    def _result_options(self) -> dict[str, Any]:
+        return {}
 
     def readout_errors(self) -> dict[int, tuple[float, float]]:
         from ..devices import readout_errors

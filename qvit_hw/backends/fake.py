@@ -30,7 +30,7 @@ from .base import (
     outcome_bits,
     pub_seed,
 )
-from .ibm import ibm_target
+from .ibm import calibration_date, ibm_target
 from .simulate import cached_components
 
 __all__ = ["FakeDeviceBackend", "fake_device_classes"]
@@ -46,11 +46,15 @@ class FakeDeviceBackend(LocalBackend):
         self.seed = int(seed)
         self.noise = bool(noise)
         self.device = fake_backend(name)
+        source = f"snapshot: {type(self.device).__name__}, calibration of "
         super().__init__(
-            name, ibm_target(name, self.device, f"snapshot: {type(self.device).__name__}")
+            name, ibm_target(name, self.device, source + calibration_date(self.device))
         )
         self._simulator: Any = None
         self._copies_of: CircuitCache[list[_Copy]] = CircuitCache()
+
+    def _result_options(self) -> dict[str, Any]:
+        return {"seed": self.seed, "noise": self.noise}
 
     def _check(self, pubs: Sequence[Pub]) -> None:
         super()._check(pubs)

@@ -55,6 +55,15 @@ _STATES = {
 __all__ = ["IBMRuntimeBackend", "classify", "ibm_target", "open_ibm"]
 
 
+def calibration_date(device: Any) -> str:
+    """When the device's reported properties were measured (ISO date), or "unknown"."""
+    try:
+        props = device.properties()
+        return props.last_update_date.date().isoformat()
+    except Exception:  # no properties, or the service did not give them: informative only
+        return "unknown"
+
+
 def ibm_target(name: str, device: Any, source: str) -> BackendTarget:
     """The target of an IBM device object (live, or a fake snapshot): its qiskit Target and
     IBM's job limits (``max_shots`` from its configuration, 10M executions per job)."""
@@ -83,7 +92,8 @@ class IBMRuntimeBackend(RemoteBackend):
         seed: int | None = None,
         sampler: Callable[[], Any] | None = None,
     ) -> None:
-        source = f"{'live: IBM Quantum' if service is not None else 'local testing mode:'} {name}"
+        mode = "live: IBM Quantum" if service is not None else "local testing mode:"
+        source = f"{mode} {name}, calibration of {calibration_date(device)}"
         super().__init__(name, ibm_target(name, device, source))
         self.device = device
         self.service = service
@@ -92,6 +102,9 @@ class IBMRuntimeBackend(RemoteBackend):
         self._sampler: Any = None
         self._batch: Any = None
         self._jobs: dict[str, Any] = {}  # job id -> job object (submitted or re-attached)
+
+    def _result_options(self) -> dict[str, Any]:
+        return {"local": self.service is None, "seed": self.seed}
 
     def _submit(self, pubs: Sequence[Pub]) -> str:
         if self.service is None:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import PermanentBackendError, TransientBackendError
-from .base import Backend, JobResult, JobStatus, Pub, RemoteBackend
+from .base import Backend, JobResult, JobStatus, Pub, RemoteBackend, backend_identity
 
 
 def _ints(text: Any) -> tuple[int, ...]:
@@ -162,6 +162,11 @@ class MockBackend(RemoteBackend):
         self._state = Path(self.options.state) if self.options.state else None
         if self._state is not None:
             (self._state / "jobs").mkdir(parents=True, exist_ok=True)
+
+    def _result_options(self) -> dict[str, Any]:
+        o = self.options  # the injected faults change no result; the inner backend does
+        limits = {"max_circuits": o.max_circuits, "max_shots": o.max_shots}
+        return {"inner": backend_identity(self.inner), **limits, "max_executions": o.max_executions}
 
     @property
     def submits(self) -> int:

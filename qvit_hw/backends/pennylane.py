@@ -178,6 +178,10 @@ class PennyLaneBackend(LocalBackend):
             raise PermanentBackendError(f"{self.name}: {reply['error']}")
         return reply
 
+    def _result_options(self) -> dict[str, Any]:
+        python = None if self.worker is None else self.worker.python
+        return {"shots": self.shots, "options": self.options, "python": python}
+
     def _layout(self, circuit: QuantumCircuit) -> _Layout:
         return self._layouts.get(circuit, logical_layout)
 

@@ -118,14 +118,19 @@ class RigettiBackend(RemoteBackend):
         qc_for: Callable[[int], Any],
         *,
         naive_rewiring: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, target)
+        self.options = dict(options or {})  # what the results depend on (e.g. qvm noise)
         self._qc_for = qc_for
         self.naive_rewiring = naive_rewiring
         self._qcs: dict[int, Any] = {}
         self._compiled: CircuitCache[Any] = CircuitCache()
         self._jobs: dict[str, _Job] = {}
         self.compiles = 0  # quilc calls made (one per template and shot count)
+
+    def _result_options(self) -> dict[str, Any]:
+        return self.options
 
     def _submit(self, pubs: Sequence[Pub]) -> str:
         job = _Job(list(pubs), [], [])
@@ -226,7 +231,12 @@ def open_rigetti(name: str, options: BackendOptions) -> RigettiBackend:
             )
         from pyquil import get_qc
 
-        return RigettiBackend(name, BackendTarget(name), lambda n: get_qc(f"{n}q-qvm", noisy=noisy))
+        return RigettiBackend(
+            name,
+            BackendTarget(name),
+            lambda n: get_qc(f"{n}q-qvm", noisy=noisy),
+            options={"noise": noisy},
+        )
     options.done()
     return _open_qpu(name)
 

@@ -19,6 +19,9 @@ class ShotsBackend(LocalBackend):
         super().__init__("shots")
         self.seed = int(seed)
 
+    def _result_options(self) -> dict[str, object]:
+        return {"seed": self.seed}
+
     def _run(self, pub: Pub) -> PubResult:
         rng = np.random.default_rng(pub_seed(self.seed, pub))
         ones, samples = sample_shots(pub.circuit, pub.values, pub.shots, rng)

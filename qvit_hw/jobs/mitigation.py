@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ..backends.base import Backend, JobResult, Pub
+from ..backends.base import Backend, JobResult, Pub, identity_key
 from ..errors import BackendError, PermanentBackendError
 from .plan import PlannedJob, planned_job
 
@@ -91,7 +91,8 @@ class ReadoutMitigation:
         pubs = calibration_pubs(
             template.circuit.num_qubits, placements, backend.target.basis_gates, shots
         )
-        return [planned_job(backend.name, pubs, [circuit_key(p.circuit) for p in pubs])]
+        keys = [circuit_key(p.circuit) for p in pubs]
+        return [planned_job(identity_key(backend), pubs, keys)]
 
     def fit(
         self, template: CompiledQNN, results: Sequence[JobResult], backend: Backend, shots: int

@@ -27,9 +27,12 @@ import csv
 import io
 import json
 import os
+import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +42,9 @@ import numpy as np
 import torch
 
 from ..backends import DEFAULT_BACKEND, get_backend, parse_name
-from ..errors import DataError, QvitHwError
-from ..files import write_atomic, write_json
+from ..backends.base import backend_identity
+from ..errors import DataError, RunError, RunInterrupted, one_line
+from ..files import check_out_dir, locked, write_atomic, write_json
 from ..model import VisionTransformer
 from .config import RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor
@@ -54,17 +58,16 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.sqlite"
-# settings that must match for --resume (the backend by its base name: options such as
-# injected faults may change between attempts)
-RESUME_KEYS = (
+# the run's settings that, with the backend's identity, make up the run identity: --resume
+# requires the same (poll interval, in-flight limit and retries may change)
+IDENTITY_KEYS = (
     "bundle",
-    "backend_name",
     "dataset",
     "split",
     "limit",
-    "shots",
     "batch_size",
     "mitigate",
+    "shots",
     "max_copies",
     "job_size",
     "seed",
@@ -126,51 +129,113 @@ def run_bundle(
 ) -> RunSummary:
     """Run ``options.bundle`` on ``options.backend``; outputs go to ``out``.
 
-    Everything is checked (backend name and limits, bundle, data set) before ``out`` is
-    created; from then on run.json says how far the run got.
+    Everything is checked (backend name and limits, bundle, data set, the folder) before
+    ``out`` is created. Then ``out`` is locked for the whole run, the journal is opened and
+    checked, and only then is run.json written; from there on it says how far the run got,
+    and every way out (error, Ctrl-C, SIGTERM) leaves it "failed" or "interrupted" with the
+    reason. A SIGKILL leaves "running": --resume continues from the journal either way.
     """
-    out = Path(out)
-    previous = _previous_run(out, resume)
+    out = check_out_dir(out)
+    _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
     model, data, norm = _load(options)
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
-    if previous is not None:
-        _check_same(previous, settings, out)
-    settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
+    settings["identity"] = {
+        "backend": backend_identity(backend),
+        **{k: settings[k] for k in IDENTITY_KEYS},
+    }
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / RUN_FILE, {**settings, "status": "running"})
-    journal = Journal(out / JOURNAL_FILE)
-    progress = _progress(console)
-    runner = QNNRunner(
-        backend,
-        options.scheduler,
-        mitigation=options.mitigate,
-        journal=journal,
-        retry=Retry(options.retry, sleep=sleep, clock=clock),
-        clock=clock,
-        sleep=sleep,
-        progress=progress,
-    )
-    executor = SchedulerExecutor(runner)
-    start = time.perf_counter()
     try:
-        with progress if progress is not None else nullcontext():
-            logits, exact_logits = _infer(model, data, norm, executor, options.batch_size, progress)
-    except (QvitHwError, KeyboardInterrupt) as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        error = str(exc) or type(exc).__name__
-        counts = journal.counts()
-        journal.close()
-        write_json(
-            out / RUN_FILE, {**settings, "status": status, "error": error, "journal": counts}
-        )
+        with locked(out):
+            return _run_locked(
+                options, out, resume, settings, backend, model, data, norm, console, clock, sleep
+            )
+    except BaseException:
+        if created and not (out / RUN_FILE).exists():  # nothing started: leave nothing
+            shutil.rmtree(out, ignore_errors=True)
         raise
-    wall = time.perf_counter() - start
-    summary = _finish(out, settings, data, executor, runner, journal, logits, exact_logits, wall)
-    journal.close()
-    return summary
+
+
+def _run_locked(
+    options: RunOptions,
+    out: Path,
+    resume: bool,
+    settings: dict[str, Any],
+    backend: Any,
+    model: VisionTransformer,
+    data: ImageSet,
+    norm: Normalization,
+    console: Any,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> RunSummary:
+    previous = _previous_run(out, resume)
+    journal = Journal(
+        out / JOURNAL_FILE,
+        identity=json.dumps(settings["identity"], sort_keys=True),
+        must_exist=previous is not None,
+    )
+    try:
+        if previous is not None and journal.counts():  # jobs were paid for under it
+            _check_same(previous.get("identity"), settings["identity"], out)
+        settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
+        _set_status(out, settings, "running")
+        progress = _progress(console)
+        runner = QNNRunner(
+            backend,
+            options.scheduler,
+            mitigation=options.mitigate,
+            journal=journal,
+            retry=Retry(options.retry, sleep=sleep, clock=clock),
+            clock=clock,
+            sleep=sleep,
+            progress=progress,
+        )
+        executor = SchedulerExecutor(runner)
+        start = time.perf_counter()
+        try:
+            with _signals_as_interrupts(), progress if progress is not None else nullcontext():
+                logits, exact = _infer(model, data, norm, executor, options.batch_size, progress)
+            wall = time.perf_counter() - start
+            return _finish(out, settings, data, executor, runner, journal, logits, exact, wall)
+        except BaseException as exc:
+            stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
+            _set_status(
+                out,
+                settings,
+                "interrupted" if stopped else "failed",
+                error=one_line(exc) if str(exc) else type(exc).__name__,
+                journal=journal.counts(),
+            )
+            raise
+    finally:
+        journal.close()
+
+
+def _set_status(out: Path, settings: dict[str, Any], status: str, **extra: Any) -> None:
+    """The one writer of run.json: the settings, the status and what goes with it."""
+    write_json(out / RUN_FILE, {**settings, "status": status, **extra})
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) stop a run like Ctrl-C does, so run.json says so."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _load(options: RunOptions) -> tuple[VisionTransformer, ImageSet, Normalization]:
@@ -231,26 +296,48 @@ def _infer(
 def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
     """The settings of the run in ``out`` to resume (None for a new run)."""
     path = out / RUN_FILE
-    if resume:
-        if not path.is_file():
-            raise ValueError(f"--resume: nothing to resume, {path} does not exist")
-        return json.loads(path.read_text())
-    if path.exists():
-        raise ValueError(
-            f"--out: {out} already holds a run; pass --resume to continue it, or choose "
-            "another --out"
+    if not resume:
+        if path.exists():
+            raise RunError(
+                f"--out: {out} already holds a run; pass --resume to continue it, or choose "
+                "another --out"
+            )
+        return None
+    if not path.is_file():
+        raise RunError(f"--resume: nothing to resume, {path} does not exist")
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"--resume: {path} is not readable ({one_line(exc)})") from exc
+    if not isinstance(previous, dict) or not isinstance(previous.get("identity"), dict):
+        raise RunError(
+            f"--resume: {path} is not the record of a run of this qvit-hw version; start a "
+            "new run in another --out"
         )
-    return None
+    return previous
 
 
-def _check_same(previous: dict[str, Any], settings: dict[str, Any], out: Path) -> None:
-    changed = [k for k in RESUME_KEYS if previous.get(k) != settings.get(k)]
+def _check_same(previous: Any, identity: dict[str, Any], out: Path) -> None:
+    """Refuse a resume whose identity differs, naming the first difference."""
+    old, new = _flatten(previous or {}), _flatten(identity)
+    changed = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
     if changed:
         k = changed[0]
-        raise ValueError(
-            f"--resume: {out} was started with {k}={previous.get(k)!r}, not "
-            f"{settings.get(k)!r}; resume with the same settings"
+        raise RunError(
+            f"--resume: {out} was started with {k}={old.get(k)!r}, not {new.get(k)!r}; "
+            "resume with the same settings (or start a new run in another --out)"
         )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def _finish(
@@ -303,10 +390,9 @@ def _finish(
     )
     calibrations = {name: cal.to_dict() for name, cal in runner.calibrations().items()}
     result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
-    write_json(
-        out / RUN_FILE,
-        {**settings, "status": "complete", "finished": datetime.now(UTC).isoformat(
-            timespec="seconds"), "summary": result, "readout_calibration": calibrations},
+    _set_status(
+        out, settings, "complete", finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        summary=result, readout_calibration=calibrations,
     )  # fmt: skip
     return summary
 

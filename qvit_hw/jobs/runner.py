@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..backends.base import Backend
+from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
 from .combine import Correction, RowEstimates, combine
 from .config import SchedulerConfig
@@ -73,7 +73,7 @@ class QNNRunner:
         return plan(
             calls,
             self.template,
-            backend=self.backend.name,
+            backend=identity_key(self.backend),
             shots=self.config.shots,
             job_size=self.job_size,
         )
