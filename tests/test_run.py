@@ -241,6 +241,14 @@ def unnamed_bundle(tmp_path_factory) -> str:
          "5000 shots exceed mock's limit of 1,000 executions"),
         (("--dataset", "breastmnist"), "was trained on digits, not breastmnist"),
         (("--mitigate", "zne"), "--mitigate must be one of none, readout, readout-props"),
+        (("--job-timeout", "nan"), "--job-timeout must be a finite number of seconds, got nan"),
+        (("--poll-interval", "-1"), "--poll-interval must be >= 0, got -1.0"),
+        (("--retries", "0"), "--retries must be >= 1, got 0"),
+        (("--backend", "shots?seed=abc"), "backend shots: option seed must be a whole number"),
+        (("--backend", "fake_brisbane?noise=O"), "option noise must be one of 1/0, true/false"),
+        (("--backend", "mock?latency=nan"), "latency must be >= 0 and finite"),
+        (("--backend", "shots", "--shots", "1000000000000"),
+         "1000000000000 shots per circuit exceed shots's limit of 1000000000"),
     ],
 )  # fmt: skip
 def test_bad_input_gets_one_clear_line(bundle, breastmnist, tmp_path, args, message):
@@ -251,6 +259,27 @@ def test_bad_input_gets_one_clear_line(bundle, breastmnist, tmp_path, args, mess
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not out.exists()  # nothing written for a run that never started
+
+
+@pytest.mark.parametrize("kind", ["file", "under a file"])
+def test_an_out_that_cannot_be_a_folder_is_one_line(bundle, tmp_path, kind):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("the user's file")
+    out = blocker if kind == "file" else blocker / "run"
+    result = cli("run", bundle, "--limit", "1", "--out", str(out))
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith("error: --out: ") and "Traceback" not in result.output
+    assert blocker.read_text() == "the user's file"
+
+
+@pytest.mark.parametrize(
+    "args", [("--shots", "many"), ("--limit", "1.5"), ("--no-such-flag",), ()]
+)
+def test_usage_errors_exit_2(bundle, tmp_path, args):
+    out = tmp_path / "usage"
+    base = ("run", bundle) if args else ("run",)  # () : the bundle argument is missing
+    result = cli(*base, *args, "--out", str(out))
+    assert result.exit_code == 2 and not out.exists()
 
 
 def test_bundle_and_images_must_match(unnamed_bundle, tmp_path):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LocalBackend, Pub, PubResult, pub_seed
+from .base import BackendTarget, LocalBackend, Pub, PubResult, pub_seed
 from .simulate import sample_shots
+
+
+MAX_SHOTS = 10**9  # numpy's hypergeometric draw of the kept raw shots takes no more
 
 
 class ShotsBackend(LocalBackend):
@@ -16,7 +19,7 @@ class ShotsBackend(LocalBackend):
     """
 
     def __init__(self, *, seed: int = 0) -> None:
-        super().__init__("shots")
+        super().__init__("shots", BackendTarget("shots", max_shots=MAX_SHOTS))
         self.seed = int(seed)
 
     def _result_options(self) -> dict[str, object]:

@@ -125,12 +125,19 @@ def has_credentials() -> bool:
 def connect(name: str) -> Any:
     """``QiskitRuntimeService()`` with the user's credentials, or a one-line error."""
     from qiskit_ibm_runtime import QiskitRuntimeService
-    from qiskit_ibm_runtime.accounts import AccountNotFoundError
+    from qiskit_ibm_runtime.accounts import AccountNotFoundError, InvalidAccountError
 
     try:
         return QiskitRuntimeService()
     except AccountNotFoundError as exc:
         raise CredentialsError(NO_CREDENTIALS.format(name=name, fake=fake_hint(name))) from exc
+    except (AttributeError, TypeError, ValueError, InvalidAccountError) as exc:
+        # the account manager's own parsing (e.g. of a CRN) fails this way, before any request
+        raise CredentialsError(
+            f"{name}: the IBM Quantum credentials are malformed ({one_line(exc)}); check "
+            "QISKIT_IBM_INSTANCE (a CRN 'crn:v1:bluemix:public:quantum-computing:...' or an "
+            "instance name), QISKIT_IBM_TOKEN and QISKIT_IBM_CHANNEL, or the saved account"
+        ) from exc
     except Exception as exc:
         raise classify(exc, f"{name}: connecting to IBM Quantum") from exc
 

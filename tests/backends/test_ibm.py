@@ -297,3 +297,11 @@ def test_refused_credentials_never_echo_the_token(monkeypatch):
     with pytest.raises(PermanentBackendError, match="refused the credentials") as info:
         get_backend("ibm_fez")
     assert "secret-token-123" not in str(info.value)
+
+
+def test_malformed_credentials_are_one_line_naming_what_to_check(no_account, monkeypatch):
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "secret-token-456")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:not-a-crn")
+    with pytest.raises(CredentialsError, match="credentials are malformed") as info:
+        get_backend("ibm_fez")
+    assert "QISKIT_IBM_INSTANCE" in str(info.value) and "secret-token-456" not in str(info.value)
