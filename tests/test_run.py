@@ -272,9 +272,7 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(bundle, tmp_path, kind):
     assert blocker.read_text() == "the user's file"
 
 
-@pytest.mark.parametrize(
-    "args", [("--shots", "many"), ("--limit", "1.5"), ("--no-such-flag",), ()]
-)
+@pytest.mark.parametrize("args", [("--shots", "many"), ("--limit", "1.5"), ("--no-such-flag",), ()])
 def test_usage_errors_exit_2(bundle, tmp_path, args):
     out = tmp_path / "usage"
     base = ("run", bundle) if args else ("run",)  # () : the bundle argument is missing

@@ -224,9 +224,7 @@ def test_sigterm_leaves_interrupted(bundle, tmp_path):
 # --- the lock -------------------------------------------------------------------------------
 
 
-def test_a_locked_run_folder_refuses_a_second_process_until_the_first_is_killed(
-    bundle, tmp_path
-):
+def test_a_locked_run_folder_refuses_a_second_process_until_the_first_is_killed(bundle, tmp_path):
     out, state = tmp_path / "run", tmp_path / "mock"
     proc = slow_run(bundle, out, state)
     wait_for_submits(proc, state, 2)

@@ -7,7 +7,6 @@ import numpy as np
 from .base import BackendTarget, LocalBackend, Pub, PubResult, pub_seed
 from .simulate import sample_shots
 
-
 MAX_SHOTS = 10**9  # numpy's hypergeometric draw of the kept raw shots takes no more
 
 
