@@ -149,7 +149,7 @@ def test_an_undecodable_result_is_one_line_not_a_numpy_message(bundle, finished)
     line = one_error_line(
         cli("run", bundle, "--backend", f"mock?state={state}", *FAST, "--out", out, "--resume")
     )
-    assert "cannot be decoded" in line and "allow_pickle" not in line
+    assert "is not an npz of plain arrays" in line and "allow_pickle" not in line
 
 
 def test_a_journal_of_another_schema_is_refused(bundle, finished):

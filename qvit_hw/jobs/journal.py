@@ -147,6 +147,16 @@ class Journal:
                 f"{SCHEMA_VERSION}); nothing was submitted"
             )
 
+    def check_identity(self) -> None:
+        """Every job in the journal was paid for under this journal's identity."""
+        rows = self._db.execute("SELECT DISTINCT identity FROM jobs").fetchall()
+        others = [r[0] for r in rows if r[0] != self.identity]
+        if others:
+            raise JournalError(
+                f"{self.path} holds jobs of another run (identity {others[0][:60]!r}...); "
+                "it does not belong to this run folder's run.json; nothing was submitted"
+            )
+
     def close(self) -> None:
         self._db.close()
 
@@ -203,10 +213,10 @@ class Journal:
             return None
         try:
             return decode_result(row[0], row[1])
-        except Exception as exc:  # a damaged blob: say so, never guess
+        except Exception as exc:  # a damaged blob: say so, never guess (nor quote numpy)
             raise JournalError(
-                f"{self.path}: the stored result of job {payload[:12]} cannot be decoded "
-                f"({one_line(exc)}); the journal is damaged"
+                f"{self.path}: the stored result of job {payload[:12]} is not an npz of plain "
+                f"arrays ({type(exc).__name__}); the journal is damaged"
             ) from exc
 
     def counts(self) -> dict[str, int]:

@@ -181,6 +181,7 @@ def _run_locked(
     try:
         if previous is not None and journal.counts():  # jobs were paid for under it
             _check_same(previous.get("identity"), settings["identity"], out)
+            journal.check_identity()
         settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
         _set_status(out, settings, "running")
         progress = _progress(console)
