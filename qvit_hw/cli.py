@@ -221,6 +221,8 @@ def train(args: TrainArgs) -> None:
         fail(str(exc), code=130)
     except KeyboardInterrupt:  # between epochs' work (data, test): every epoch is saved
         fail("interrupted; run the same command with --resume to continue", code=130)
+    except (QvitHwError, ValueError) as exc:
+        fail(one_line(exc))
     a = args
     title = f"{a.model} on {a.dataset} ({a.size}x{a.size}, {a.qubits} qubits, {a.heads} heads)"
     _report(result, title)
@@ -278,6 +280,8 @@ def distill(
         fail(str(exc), code=130)
     except KeyboardInterrupt:
         fail("interrupted; run the same command with --resume to continue", code=130)
+    except (QvitHwError, ValueError) as exc:
+        fail(one_line(exc))
     a = args
     _report(result, f"{a.model} on {a.dataset} with KD ({a.size}x{a.size}, {a.qubits} qubits)")
 
@@ -303,25 +307,27 @@ def export(
     """Write a bundle: weights.safetensors, manifest.json and OpenQASM 3 per QNN."""
     from .data import Normalization, to_tensor
     from .export import export_bundle, qnns, read_image
+    from .files import check_out_dir
     from .model import VisionTransformer
     from .train import load_checkpoint
 
-    model, info = load_checkpoint(checkpoint)
-    if not isinstance(model, VisionTransformer):
-        fail(f"{checkpoint} holds a {info['arch']} teacher; export a QViT or ViT checkpoint")
-    tensor, label = None, ""
-    if per_token:
-        if image is None:
-            fail("--per-token needs --image (a file or an index into the test split)")
-        pixels, label = read_image(image, model, info, data_root)
-        tensor = to_tensor(pixels[None], Normalization.from_dict(info["normalization"]))
     try:
+        check_out_dir(out)  # before anything is read
+        model, info = load_checkpoint(checkpoint)
+        if not isinstance(model, VisionTransformer):
+            fail(f"{checkpoint} holds a {info['arch']} teacher; export a QViT or ViT checkpoint")
+        tensor, label = None, ""
+        if per_token:
+            if image is None:
+                fail("--per-token needs --image (a file or an index into the test split)")
+            pixels, label = read_image(image, model, info, data_root)
+            tensor = to_tensor(pixels[None], Normalization.from_dict(info["normalization"]))
         path = export_bundle(
             model, out, info=info, per_token=per_token, image=tensor, image_label=label,
             overwrite=overwrite,
         )  # fmt: skip
-    except ValueError as exc:
-        fail(str(exc))
+    except (QvitHwError, ValueError) as exc:
+        fail(one_line(exc))
     entries = qnns(model)
     console.print(
         f"wrote {path}: {len(entries)} QNNs"
@@ -349,17 +355,26 @@ def transpile(
     """Transpile every QNN of a bundle once per target: depth, 2-qubit gates, SWAPs,
     layout, estimated success, copies per execution (k); JSON, and Quil for Rigetti."""
     from .export import load_bundle, qnns
+    from .files import check_out_dir
     from .transpile import get_target
     from .transpile.report import transpile_report
 
-    model, _ = load_bundle(bundle)
-    entries = qnns(model)
-    if not entries:
-        fail(f"{bundle} holds a ViT: it has no QNNs to transpile")
-    devices = [get_target(t, live=False if snapshot else None) for t in target]  # names first
+    try:
+        if out is not None:
+            check_out_dir(out)  # before anything is read
+        model, _ = load_bundle(bundle)
+        entries = qnns(model)
+        if not entries:
+            fail(f"{bundle} holds a ViT: it has no QNNs to transpile")
+        devices = [get_target(t, live=False if snapshot else None) for t in target]  # names first
+    except (QvitHwError, ValueError) as exc:
+        fail(one_line(exc))
     for dt in devices:
-        with console.status(f"transpiling {len(entries)} QNNs for {dt.name}"):
-            report = transpile_report(entries, dt, out or bundle, seed=seed)
+        try:
+            with console.status(f"transpiling {len(entries)} QNNs for {dt.name}"):
+                report = transpile_report(entries, dt, out or bundle, seed=seed)
+        except (QvitHwError, ValueError, OSError) as exc:
+            fail(f"{dt.name}: {one_line(exc)}")
         table = Table(title=f"{dt.name}: {dt.num_qubits} qubits", caption=dt.source)
         table.add_column("QNN", no_wrap=True)
         for col in ("depth", "2q", "SWAPs"):
@@ -438,6 +453,10 @@ def run(
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
     ),
+    packing: str = typer.Option(
+        _SCHED.packing,
+        help="best (the best-calibrated placements) or max (as many disjoint copies as fit).",
+    ),
     job_size: int | None = typer.Option(
         _SCHED.job_size, help="At most E executions per job (default: the backend's limit)."
     ),
@@ -467,7 +486,7 @@ def run(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
             scheduler=SchedulerConfig(
-                shots=shots, max_copies=max_copies, job_size=job_size,
+                shots=shots, max_copies=max_copies, packing=packing, job_size=job_size,
                 max_in_flight=max_in_flight, job_timeout=job_timeout,
                 poll_interval=poll_interval, seed=seed,
             ),
@@ -519,13 +538,16 @@ def report(
     """Fidelity report of a run: <Z> errors vs exact (per QNN, per physical qubit, against
     shot noise), Hellinger fidelities, prediction agreement, accuracy/AUC and cost; JSON and
     a self-contained HTML page with plots."""
+    from .files import check_out_dir
     from .report import write_report
 
     try:
+        if out is not None:
+            check_out_dir(out)  # before anything is read
         with console.status("writing the report"):
             path = write_report(run_dir, against=against, out=out)
     except (QvitHwError, ValueError) as exc:
-        fail(str(exc))
+        fail(one_line(exc))
     console.print(f"wrote {path.with_name('report.json')} and {path}", highlight=False)
 
 
@@ -559,7 +581,7 @@ def demo(
     except KeyboardInterrupt:
         fail(f"interrupted; run again with --overwrite to start the demo in {out} again", 130)
     except (QvitHwError, ValueError) as exc:
-        fail(str(exc))
+        fail(one_line(exc))
     if result.reused:
         console.print(f"{out} already holds a finished demo (--overwrite redoes it)")
     else:

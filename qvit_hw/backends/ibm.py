@@ -40,6 +40,11 @@ from .base import BackendTarget, JobResult, JobStatus, Pub, PubResult, RemoteBac
 from .options import BackendOptions
 
 LOCAL_MAX_QUBITS = 12  # local testing mode: active qubits of one packed circuit
+# error suppression, as SamplerV2 options (qiskit-ibm-runtime's TwirlingOptions and
+# DynamicalDecouplingOptions): ?twirling=... -> (enable_gates, enable_measure); ?dd=...
+TWIRLING = {"none": (False, False), "gates": (True, False), "measure": (False, True),
+            "all": (True, True)}  # fmt: skip
+DD_SEQUENCES = ("none", "XX", "XpXm", "XY4")
 _STATES = {
     "INITIALIZING": JobStatus.QUEUED,
     "VALIDATING": JobStatus.QUEUED,
@@ -91,7 +96,14 @@ class IBMRuntimeBackend(RemoteBackend):
         service: Any = None,
         seed: int | None = None,
         sampler: Callable[[], Any] | None = None,
+        twirling: str = "none",
+        dd: str = "none",
     ) -> None:
+        if twirling not in TWIRLING:
+            raise ValueError(f"backend {name}: twirling must be one of {', '.join(TWIRLING)}")
+        if dd not in DD_SEQUENCES:
+            raise ValueError(f"backend {name}: dd must be one of {', '.join(DD_SEQUENCES)}")
+        self.twirling, self.dd = twirling, dd
         mode = "live: IBM Quantum" if service is not None else "local testing mode:"
         source = f"{mode} {name}, calibration of {calibration_date(device)}"
         super().__init__(name, ibm_target(name, device, source))
@@ -104,7 +116,8 @@ class IBMRuntimeBackend(RemoteBackend):
         self._jobs: dict[str, Any] = {}  # job id -> job object (submitted or re-attached)
 
     def _result_options(self) -> dict[str, Any]:
-        return {"local": self.service is None, "seed": self.seed}
+        return {"local": self.service is None, "seed": self.seed, "twirling": self.twirling,
+                "dd": self.dd}  # fmt: skip
 
     def _submit(self, pubs: Sequence[Pub]) -> str:
         if self.service is None:
@@ -161,6 +174,13 @@ class IBMRuntimeBackend(RemoteBackend):
         sampler = SamplerV2(mode=self._batch)
         if self.service is None and self.seed is not None:  # local testing mode: reproducible
             sampler.options.simulator.seed_simulator = self.seed
+        gates, measure = TWIRLING[self.twirling]
+        if gates or measure:  # Pauli twirling of 2-qubit gates and of measurements
+            sampler.options.twirling.enable_gates = gates
+            sampler.options.twirling.enable_measure = measure
+        if self.dd != "none":  # dynamical decoupling of idle qubits
+            sampler.options.dynamical_decoupling.enable = True
+            sampler.options.dynamical_decoupling.sequence_type = self.dd
         return sampler
 
     def _job(self, job_id: str) -> Any:
@@ -211,14 +231,16 @@ def _check_local_width(pubs: Sequence[Pub], name: str) -> None:
 
 
 def open_ibm(name: str, options: BackendOptions) -> IBMRuntimeBackend:
-    """``ibm_<device>`` from `get_backend`: options ``local`` (0/1) and ``seed``."""
+    """``ibm_<device>`` from `get_backend`: options ``local`` (0/1), ``seed`` (local
+    testing mode), ``twirling`` (none, gates, measure, all) and ``dd`` (none, XX, XpXm, XY4)."""
     local = options.bool("local", False)
     seed = options.int("seed", None)
+    suppression = {"twirling": options.str("twirling", "none"), "dd": options.str("dd", "none")}
     options.done()
     if local:
-        return IBMRuntimeBackend(name, _fake_device(name), seed=seed)
+        return IBMRuntimeBackend(name, _fake_device(name), seed=seed, **suppression)
     service = connect(name)
-    return IBMRuntimeBackend(name, live_device(service, name), service=service)
+    return IBMRuntimeBackend(name, live_device(service, name), service=service, **suppression)
 
 
 def _fake_device(name: str) -> Any:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..transpile.packing import PACKINGS
+
 DEFAULT_SHOTS = 1000
 DEFAULT_JOB_TIMEOUT = 4 * 3600.0  # seconds a job may take before the run stops (resumable)
 
@@ -38,6 +40,7 @@ class SchedulerConfig:
 
     shots: int = DEFAULT_SHOTS  # per circuit (exact backends take none)
     max_copies: int | None = None  # packed copies per execution (None: as many as fit)
+    packing: str = "best"  # how copies are chosen: "best" placements or "max" copies
     job_size: int | None = None  # executions per job (None: the backend's limit)
     max_in_flight: int = 4  # jobs submitted and not yet finished
     job_timeout: float = DEFAULT_JOB_TIMEOUT
@@ -49,6 +52,10 @@ class SchedulerConfig:
         _whole("max_in_flight", self.max_in_flight)
         _whole("max_copies", self.max_copies, optional=True)
         _whole("job_size", self.job_size, optional=True)
+        if self.packing not in PACKINGS:
+            raise ValueError(
+                f"--packing must be one of {', '.join(PACKINGS)}, got {self.packing!r}"
+            )
         _seconds("job_timeout", self.job_timeout, positive=True)
         _seconds("poll_interval", self.poll_interval, positive=False)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):

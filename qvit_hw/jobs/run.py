@@ -69,6 +69,7 @@ IDENTITY_KEYS = (
     "mitigate",
     "shots",
     "max_copies",
+    "packing",
     "job_size",
     "seed",
 )

@@ -58,6 +58,7 @@ class QNNRunner:
                 self.backend.target.device,
                 max_copies=self.config.max_copies,
                 seed=self.config.seed,
+                packing=self.config.packing,
             )
             self._templates[spec] = Template(compiled, circuit_key(compiled.circuit))
             self.stats.templates[compiled.circuit.name] = {

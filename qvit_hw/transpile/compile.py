@@ -29,8 +29,8 @@ import numpy as np
 from ..circuit import QNNSpec, parameter_columns, qiskit_circuit
 from ..devices import DeviceTarget, get_target
 from ..errors import TranspileError
-from .layout import UNUSABLE_ERROR, Chip, embeddings, regions
-from .packing import pack
+from .layout import UNUSABLE_ERROR, Candidates, Chip, embeddings, regions
+from .packing import PACKINGS, pack
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -108,22 +108,21 @@ def compile_qnn(
     max_copies: int | None = None,
     seed: int = 0,
     optimization_level: int = OPTIMIZATION_LEVEL,
+    packing: str = "best",
 ) -> CompiledQNN:
-    """Transpile ``spec`` once for ``target``: k disjoint copies, parameters unbound."""
+    """Transpile ``spec`` once for ``target``: k disjoint copies (``packing``: "best" or
+    "max", see `packing.pack`), parameters unbound."""
     if not isinstance(spec, QNNSpec):
         raise TypeError(f"spec must be a QNNSpec, got {type(spec).__name__}")
     dt = get_target(target) if isinstance(target, str) else target
     start = time.perf_counter()
-    chip = Chip.of(dt)
-    candidates = embeddings(chip, spec)
-    if not len(candidates):
-        candidates = regions(chip, spec)
+    candidates = placement_candidates(dt, spec)
     if not len(candidates):
         raise TranspileError(
             f"a {spec.n_qubits}-qubit QNN does not fit on {dt.name}: no connected region of "
             f"{spec.n_qubits} working qubits"
         )
-    chosen = candidates.placements[pack(candidates, max_copies)]  # (k, n)
+    chosen = candidates.placements[pack(candidates, max_copies, packing)]  # (k, n)
     template = measured_circuit(spec)
     copies = _transpile_copies(template, dt, chosen, candidates.routed, seed, optimization_level)
     circuit = _assemble(dt, spec, copies)
@@ -172,13 +171,31 @@ def logical_qnn(spec: QNNSpec) -> CompiledQNN:
 
 
 def template_for(
-    spec: QNNSpec, device: DeviceTarget | None, *, max_copies: int | None = None, seed: int = 0
+    spec: QNNSpec,
+    device: DeviceTarget | None,
+    *,
+    max_copies: int | None = None,
+    seed: int = 0,
+    packing: str = "best",
 ) -> CompiledQNN:
     """The template a backend runs ``spec`` as: packed and transpiled for its device, or the
     logical circuit where the backend has none (an ideal simulator)."""
     if device is None:
         return logical_qnn(spec)
-    return compile_qnn(spec, device, max_copies=max_copies, seed=seed)
+    return compile_qnn(spec, device, max_copies=max_copies, seed=seed, packing=packing)
+
+
+def placement_candidates(dt: DeviceTarget, spec: QNNSpec) -> Candidates:
+    """Zero-SWAP embeddings of ``spec`` on ``dt``, or connected regions to route in."""
+    chip = Chip.of(dt)
+    candidates = embeddings(chip, spec)
+    return candidates if len(candidates) else regions(chip, spec)
+
+
+def copies_by_packing(dt: DeviceTarget, spec: QNNSpec) -> dict[str, int]:
+    """k of every packing strategy for ``spec`` on ``dt`` (no transpiling)."""
+    candidates = placement_candidates(dt, spec)
+    return {p: len(pack(candidates, packing=p)) for p in PACKINGS}
 
 
 def circuit_key(circuit: QuantumCircuit) -> str:

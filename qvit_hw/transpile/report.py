@@ -6,7 +6,6 @@ transpiled once; rows differ in name, weights and, for Rigetti, their Quil file.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -16,8 +15,8 @@ from typing import Any
 
 from ..circuit import QNNSpec
 from ..devices import DeviceTarget, get_target
-from ..files import write_atomic
-from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn
+from ..files import write_atomic, write_json
+from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn, copies_by_packing
 
 
 @dataclass(frozen=True)
@@ -32,12 +31,18 @@ class QNNRow:
     layout: list[int]
     est_success: float | None  # None: the target has no calibration numbers
     copies: int
+    copies_by_packing: dict[str, int]  # k of every packing strategy ("best", "max")
     transpile_seconds: float
     quil: str | None  # relative path of the native Quil file (Rigetti targets)
 
 
 def transpile_report(
-    qnns: Sequence[Any], target: DeviceTarget | str, out: str | os.PathLike[str], *, seed: int = 0
+    qnns: Sequence[Any],
+    target: DeviceTarget | str,
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    packing: str = "best",
 ) -> dict[str, Any]:
     """Compile each distinct spec of ``qnns`` (items with ``name``, ``spec``, ``weights``)
     for ``target`` and write ``out/transpile_<target>.json`` (+ ``out/quil/*.quil``)."""
@@ -46,7 +51,8 @@ def transpile_report(
     compiled: dict[QNNSpec, CompiledQNN] = {}
     for q in qnns:
         if q.spec not in compiled:
-            compiled[q.spec] = compile_qnn(q.spec, dt, seed=seed)
+            compiled[q.spec] = compile_qnn(q.spec, dt, seed=seed, packing=packing)
+    ks = {spec: copies_by_packing(dt, spec) for spec in compiled}
     rows = []
     for q in qnns:
         c = compiled[q.spec]
@@ -66,6 +72,7 @@ def transpile_report(
                 layout=list(c.placements[0]),
                 est_success=None if math.isnan(c.est_success) else c.est_success,
                 copies=c.copies,
+                copies_by_packing=ks[q.spec],
                 transpile_seconds=c.transpile_seconds,
                 quil=quil_path,
             )
@@ -76,6 +83,7 @@ def transpile_report(
         "num_qubits": dt.num_qubits,
         "basis_gates": list(dt.basis_gates),
         "optimization_level": OPTIMIZATION_LEVEL,
+        "packing": packing,
         "specs": [
             {
                 "spec": spec.to_dict(),
@@ -87,5 +95,5 @@ def transpile_report(
         ],
         "qnns": [asdict(r) for r in rows],
     }
-    write_atomic(out / f"transpile_{dt.name}.json", json.dumps(report, indent=2) + "\n")
+    write_json(out / f"transpile_{dt.name}.json", report)
     return report

@@ -25,6 +25,7 @@ from qiskit_ibm_runtime.fake_provider import FakeBrisbane, FakeFez
 from typer.testing import CliRunner
 
 from qvit_hw.backends import get_backend
+from qvit_hw.backends.base import backend_identity, identity_key
 from qvit_hw.backends.ibm import IBMRuntimeBackend, classify
 from qvit_hw.circuit import chain, expectations, random_inputs
 from qvit_hw.cli import app
@@ -305,3 +306,24 @@ def test_malformed_credentials_are_one_line_naming_what_to_check(no_account, mon
     with pytest.raises(CredentialsError, match="credentials are malformed") as info:
         get_backend("ibm_fez")
     assert "QISKIT_IBM_INSTANCE" in str(info.value) and "secret-token-456" not in str(info.value)
+
+
+def test_error_suppression_options_reach_sampler_v2_and_the_identity(monkeypatch):
+    monkeypatch.setattr("qiskit_ibm_runtime.QiskitRuntimeService", MockService)
+    backend = get_backend("ibm_fez?twirling=all&dd=XY4")
+    assert backend.service is not None  # the live path, mocked
+    sampler = backend._batch_sampler()  # SamplerV2(mode=Batch(device)) as submit makes it
+    assert type(sampler).__name__ == "SamplerV2"
+    twirling, dd = sampler.options.twirling, sampler.options.dynamical_decoupling
+    assert (twirling.enable_gates, twirling.enable_measure) == (True, True)
+    assert (dd.enable, dd.sequence_type) == (True, "XY4")
+    plain = get_backend("ibm_fez")
+    assert plain._batch_sampler().options.dynamical_decoupling.enable is not True
+    identity = backend_identity(backend)
+    assert (identity["twirling"], identity["dd"], identity["local"]) == ("all", "XY4", False)
+    assert identity_key(backend) != identity_key(plain)
+    local = get_backend("ibm_fez?local=1&twirling=measure")  # local mode accepts and records
+    assert local._batch_sampler().options.twirling.enable_measure is True
+    assert backend_identity(local)["twirling"] == "measure"
+    with pytest.raises(ValueError, match="dd must be one of none, XX, XpXm, XY4"):
+        get_backend("ibm_fez?local=1&dd=XZ")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from qvit_hw.circuit import expectations, random_inputs
+from qvit_hw.circuit import chain, expectations, random_inputs
 from qvit_hw.devices import TARGETS
 from qvit_hw.transpile import check_isa, compile_qnn, get_target
 
@@ -114,3 +114,15 @@ def test_max_copies_and_the_best_placement_first(compiled):
     assert np.isnan(compiled("chain4", "rigetti_ankaa_3").est_success)  # no calibration
     with pytest.raises(ValueError, match="max_copies must be >= 1"):
         compile_qnn(packed.spec, "ibm_fez", max_copies=0)
+
+
+def test_max_packing_compiles_independent_copies_that_stay_exact():
+    from qvit_hw.backends.simulate import exact_z
+
+    spec = chain(4)
+    compiled = compile_qnn(spec, get_target("ibm_brisbane", live=False), packing="max")
+    assert compiled.copies == 26
+    check_isa(compiled.circuit, get_target("ibm_brisbane", live=False))
+    x, w = random_inputs(spec, 52, seed=3)
+    z = exact_z(compiled.circuit, compiled.parameter_values(x, w))  # (2, 26 * 4)
+    np.testing.assert_allclose(z.reshape(-1, 4), expectations(spec, x, w).numpy(), atol=1e-9)

@@ -113,3 +113,32 @@ def test_packing_is_greedy_disjoint_and_best_first():
 )
 def test_packing_factor_on_uncalibrated_grids(target, k4, k8):
     assert (packing_factor(target, 4), packing_factor(target, 8)) == (k4, k8)
+
+
+MAX_COUNTS = {  # chain specs, n = 4 / 8: what the min-conflict greedy reaches
+    "ibm_brisbane": (26, 13),
+    "ibm_torino": (25, 13),
+    "ibm_fez": (30, 15),
+    "rigetti_ankaa_3": (21, 10),
+    "rigetti_cepheus_1_108q": (27, 13),
+}
+
+
+@pytest.mark.parametrize("target", sorted(MAX_COUNTS))
+def test_packing_max_holds_more_copies_disjoint_and_maximal(target):
+    chip = Chip.of(get_target(target, live=False))
+    for n, expected in zip((4, 8), MAX_COUNTS[target], strict=True):
+        candidates = embeddings(chip, chain(n))
+        chosen = pack(candidates, packing="max")
+        placements = candidates.placements[chosen]
+        assert len(chosen) == expected >= len(pack(candidates))
+        assert len(np.unique(placements)) == placements.size  # disjoint
+        assert not (~np.isin(candidates.placements, placements).any(axis=1)).any()  # maximal
+        assert np.all(np.diff(candidates.scores[chosen]) >= 0)  # copy 0 is the best placed
+        assert len(pack(candidates, max_copies=5, packing="max")) == 5
+
+
+def test_an_unknown_packing_is_refused_naming_it():
+    candidates = embeddings(Chip.of(get_target("ibm_fez", live=False)), chain(4))
+    with pytest.raises(ValueError, match="packing must be one of best, max, got 'most'"):
+        pack(candidates, packing="most")

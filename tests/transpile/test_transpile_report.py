@@ -1,6 +1,7 @@
 """`qvit-hw transpile BUNDLE`: JSON report per target and native Quil for Rigetti."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from qvit_hw.cli import app
 from qvit_hw.errors import TranspileError
 from qvit_hw.export import export_bundle, qnns, token_angles
 from qvit_hw.model import exact_executor
+from qvit_hw.transpile import get_target
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # pyquil deprecations
 
@@ -62,6 +64,47 @@ def test_cli_unknown_target_fails_before_any_work(tmp_path, bundle):
     _, path = bundle
     args = ["transpile", str(path), "--target", "ibm_fez", "--target", "rigeti_ankaa_3"]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
-    assert isinstance(result.exception, TranspileError)
-    assert "did you mean rigetti_ankaa_3" in str(result.exception)
+    line = error_line(result)
+    assert "did you mean rigetti_ankaa_3" in line
     assert not list(tmp_path.iterdir())
+    with pytest.raises(TranspileError, match="did you mean rigetti_ankaa_3"):
+        get_target("rigeti_ankaa_3")
+
+
+def error_line(result) -> str:
+    """The one line a refused command prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_cli_refuses_a_file_as_out_and_creates_nothing(tmp_path, bundle, where):
+    _, path = bundle
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    out = file if where == "file" else file / "reports"
+    before = sorted(p.name for p in path.rglob("*"))
+    args = ["transpile", str(path), "--target", "ibm_torino", "--out", str(out), "--snapshot"]
+    assert error_line(CliRunner().invoke(app, args)) == (
+        f"error: --out: {file} is a file, not a folder"
+        if where == "file"
+        else f"error: --out: {out} lies under {file}, which is a file"
+    )
+    assert sorted(tmp_path.iterdir()) == [file] and file.read_text() == "mine"
+    assert sorted(p.name for p in path.rglob("*")) == before  # nothing written in the bundle
+
+
+def test_cli_an_edited_bundle_is_one_line(tmp_path, bundle):
+    _, path = bundle
+    edited = tmp_path / "edited"
+    shutil.copytree(path, edited)
+    text = (edited / "manifest.json").read_text()
+    (edited / "manifest.json").write_text(text.replace('"heads": 2', '"heads": 3'))
+    args = ["transpile", str(edited), "--target", "ibm_torino", "--snapshot"]
+    assert error_line(CliRunner().invoke(app, args)) == (
+        "error: manifest.json was modified after export (manifest_sha256 mismatch): export the "
+        "bundle again instead of editing it"
+    )
