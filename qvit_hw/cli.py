@@ -448,7 +448,13 @@ def run(
     ),
     batch_size: int = typer.Option(8, help="Images per forward pass (one scheduler call)."),
     mitigate: str = typer.Option(
-        "none", help="none, readout (calibration circuits) or readout-props (backend data)."
+        "none",
+        help="none, or corrections applied in order, separated by commas: readout "
+        "(calibration circuits) or readout-props (backend data), then learned (affine maps per "
+        "physical qubit fitted on rows whose exact answer is known), e.g. readout,learned.",
+    ),
+    calibration_rows: int = typer.Option(
+        _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."
     ),
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
@@ -487,6 +493,7 @@ def run(
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
             scheduler=SchedulerConfig(
                 shots=shots, max_copies=max_copies, packing=packing, job_size=job_size,
+                calibration_rows=calibration_rows,
                 max_in_flight=max_in_flight, job_timeout=job_timeout,
                 poll_interval=poll_interval, seed=seed,
             ),
@@ -558,7 +565,7 @@ def demo(
     train_limit: int | None = typer.Option(
         None, help="Train on the first N images of each split only (quick trials)."
     ),
-    images: int = typer.Option(8, help="Test images run on the backend."),
+    images: int = typer.Option(96, help="Test images run on the backend."),
     shots: int = typer.Option(1000, help="Shots per circuit."),
     backend: str = typer.Option("fake_brisbane", help="Backend of the run step."),
     overwrite: bool = typer.Option(

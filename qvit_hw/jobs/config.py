@@ -15,6 +15,7 @@ from typing import Any
 from ..transpile.packing import PACKINGS
 
 DEFAULT_SHOTS = 1000
+DEFAULT_CALIBRATION_ROWS = 2048  # rows of known exact answer per template (learned mitigation)
 DEFAULT_JOB_TIMEOUT = 4 * 3600.0  # seconds a job may take before the run stops (resumable)
 
 
@@ -41,6 +42,7 @@ class SchedulerConfig:
     shots: int = DEFAULT_SHOTS  # per circuit (exact backends take none)
     max_copies: int | None = None  # packed copies per execution (None: as many as fit)
     packing: str = "best"  # how copies are chosen: "best" placements or "max" copies
+    calibration_rows: int = DEFAULT_CALIBRATION_ROWS  # per template, learned mitigation
     job_size: int | None = None  # executions per job (None: the backend's limit)
     max_in_flight: int = 4  # jobs submitted and not yet finished
     job_timeout: float = DEFAULT_JOB_TIMEOUT
@@ -52,6 +54,7 @@ class SchedulerConfig:
         _whole("max_in_flight", self.max_in_flight)
         _whole("max_copies", self.max_copies, optional=True)
         _whole("job_size", self.job_size, optional=True)
+        _whole("calibration_rows", self.calibration_rows)
         if self.packing not in PACKINGS:
             raise ValueError(
                 f"--packing must be one of {', '.join(PACKINGS)}, got {self.packing!r}"

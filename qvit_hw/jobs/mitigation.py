@@ -1,10 +1,14 @@
 """Error mitigation as corrections fitted from calibration rows, applied in `combine`.
 
 `--mitigate` names a sequence of mitigations (`parse_mitigation`); each is an object
-with ``calibration_jobs(template, ...)`` (pure: the jobs that calibrate it, run through
+with ``calibration_jobs(template, context)`` (pure: the jobs that calibrate it, run through
 the same scheduler, placements and journal as the data) and ``fit(template, results,
-...)`` -> a `Correction` for that template's rows. Today: readout mitigation,
+context, before)`` -> a `Correction` for that template's rows, fitted on calibration
+estimates that the corrections ``before`` it have already corrected. Here: readout
+mitigation (below); `learned.LearnedMitigation` fits affine maps on rows whose exact
+answer the simulator gives.
 
+Readout mitigation:
 
 With e0 = p(read 1 | prepared 0) and e1 = p(read 0 | prepared 1) on a qubit, a measured
 mean is <Z>_raw = (1 - e0 - e1) <Z> + (e1 - e0), so
@@ -29,13 +33,12 @@ import numpy as np
 
 from ..backends.base import Backend, JobResult, Pub, identity_key
 from ..errors import BackendError, PermanentBackendError
-from .plan import PlannedJob, planned_job
+from .plan import PlannedJob, Template, planned_job
 
 if TYPE_CHECKING:
-    from ..transpile import CompiledQNN
     from .combine import Correction
 
-MODES = ("none", "readout", "readout-props")
+MODES = ("none", "readout", "readout-props", "learned")
 
 
 def parse_mitigation(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -46,8 +49,21 @@ def parse_mitigation(text: str | Sequence[str]) -> tuple[str, ...]:
         return ()
     bad = [n for n in names if n not in MODES or n == "none"]
     if bad or len(set(names)) != len(names) or {"readout", "readout-props"} <= set(names):
-        raise ValueError(f"--mitigate must be one of {', '.join(MODES)}, got {text!r}")
+        raise ValueError(
+            f"--mitigate must be one of {', '.join(MODES)}, or several separated by commas "
+            f"(applied in order, e.g. readout,learned), got {text!r}"
+        )
     return tuple(names)
+
+
+@dataclass(frozen=True)
+class CalibrationContext:
+    """What calibration jobs are planned for: the backend, the shots and the job size."""
+
+    backend: Backend
+    shots: int
+    job_size: int | None
+    learned_rows: int = 0  # calibration rows per template for learned mitigation
 
 
 class Mitigation(Protocol):
@@ -56,17 +72,26 @@ class Mitigation(Protocol):
     name: str
 
     def calibration_jobs(
-        self, template: CompiledQNN, backend: Backend, shots: int
+        self, template: Template, context: CalibrationContext
     ) -> list[PlannedJob]: ...
 
     def fit(
-        self, template: CompiledQNN, results: Sequence[JobResult], backend: Backend, shots: int
+        self,
+        template: Template,
+        results: Sequence[JobResult],
+        context: CalibrationContext,
+        before: Sequence[Correction],
     ) -> Correction: ...
 
 
 def mitigations(names: Sequence[str]) -> list[Mitigation]:
     """The mitigation objects of `parse_mitigation`'s names."""
-    return [ReadoutMitigation(from_properties=name == "readout-props") for name in names]
+    from .learned import LearnedMitigation
+
+    return [
+        LearnedMitigation() if name == "learned" else ReadoutMitigation(name == "readout-props")
+        for name in names
+    ]
 
 
 @dataclass(frozen=True)
@@ -80,28 +105,32 @@ class ReadoutMitigation:
     def name(self) -> str:
         return "readout-props" if self.from_properties else "readout"
 
-    def calibration_jobs(
-        self, template: CompiledQNN, backend: Backend, shots: int
-    ) -> list[PlannedJob]:
+    def calibration_jobs(self, template: Template, context: CalibrationContext) -> list[PlannedJob]:
         if self.from_properties:
             return []
         from ..transpile import circuit_key
 
-        placements = np.asarray(template.placements)
+        compiled, backend = template.compiled, context.backend
+        placements = np.asarray(compiled.placements)
         pubs = calibration_pubs(
-            template.circuit.num_qubits, placements, backend.target.basis_gates, shots
+            compiled.circuit.num_qubits, placements, backend.target.basis_gates, context.shots
         )
         keys = [circuit_key(p.circuit) for p in pubs]
         return [planned_job(identity_key(backend), pubs, keys)]
 
     def fit(
-        self, template: CompiledQNN, results: Sequence[JobResult], backend: Backend, shots: int
+        self,
+        template: Template,
+        results: Sequence[JobResult],
+        context: CalibrationContext,
+        before: Sequence[Correction] = (),
     ) -> ReadoutCalibration:
-        placements = np.asarray(template.placements)
+        placements = np.asarray(template.compiled.placements)
         if self.from_properties:
+            backend = context.backend
             return from_properties(backend.readout_errors(), placements, backend.name)
         ((z0, z1),) = [tuple(pub.z[0] for pub in result.pubs) for result in results]
-        return from_calibration(z0, z1, placements, shots)
+        return from_calibration(z0, z1, placements, context.shots)
 
 
 @dataclass(frozen=True)

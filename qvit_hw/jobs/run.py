@@ -72,6 +72,7 @@ IDENTITY_KEYS = (
     "packing",
     "job_size",
     "seed",
+    "calibration_rows",
 )
 
 
@@ -364,6 +365,8 @@ def _finish(
         "wall_seconds": round(wall, 3),
         "images": images,
         "executions_per_image": stats.executions / images,
+        "calibration_share": stats.calibration_executions
+        / max(1, stats.executions - stats.calibration_executions),
         "rows_per_image": stats.rows / images,
         "packing": {name: t["copies"] for name, t in stats.templates.items()},
         "templates": stats.templates,
@@ -391,10 +394,14 @@ def _finish(
         cost=cost,
     )
     calibrations = {name: cal.to_dict() for name, cal in runner.calibrations().items()}
+    corrections = {
+        name: {kind: c.to_dict() for kind, c in by_kind.items()}
+        for name, by_kind in runner.fitted().items()
+    }
     result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
     _set_status(
         out, settings, "complete", finished=datetime.now(UTC).isoformat(timespec="seconds"),
-        summary=result, readout_calibration=calibrations,
+        summary=result, readout_calibration=calibrations, corrections=corrections,
     )  # fmt: skip
     return summary
 

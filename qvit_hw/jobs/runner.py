@@ -16,7 +16,7 @@ from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
 from .combine import Correction, RowEstimates, combine
 from .config import SchedulerConfig
-from .mitigation import ReadoutCalibration, mitigations, parse_mitigation
+from .mitigation import CalibrationContext, ReadoutCalibration, mitigations, parse_mitigation
 from .plan import Plan, QNNCall, Template, plan
 from .scheduler import Scheduler, SchedulerStats
 
@@ -90,23 +90,38 @@ class QNNRunner:
         return combine(p, results, [self.corrections(spec) for spec in specs])
 
     def corrections(self, spec: QNNSpec) -> list[Correction]:
-        """The run's corrections for ``spec``'s template, fitted on first use."""
+        """The run's corrections for ``spec``'s template, fitted on first use, in order:
+        each on calibration estimates that the ones before it have corrected."""
         if spec not in self._corrections:
-            template = self.template(spec).compiled
-            shots = self.config.shots
-            fitted = []
+            template = self.template(spec)
+            context = CalibrationContext(
+                self.backend, self.config.shots, self.job_size, self.config.calibration_rows
+            )
+            fitted: list[Correction] = []
             for m in mitigations(self.mitigation):
-                jobs = m.calibration_jobs(template, self.backend, shots)
+                jobs = m.calibration_jobs(template, context)
                 results = self.scheduler.execute(jobs, f"{m.name} calibration") if jobs else []
-                fitted.append(m.fit(template, results, self.backend, shots))
+                self.stats.calibration_jobs += len(jobs)
+                self.stats.calibration_executions += sum(j.executions for j in jobs)
+                fitted.append(m.fit(template, results, context, fitted))
             self._corrections[spec] = fitted
         return self._corrections[spec]
+
+    def fitted(self) -> dict[str, dict[str, Any]]:
+        """The fitted corrections so far: template circuit name -> mitigation name -> the
+        correction (ReadoutCalibration, LearnedCalibration)."""
+        return {
+            self._templates[spec].compiled.circuit.name: dict(
+                zip(self.mitigation, fitted, strict=True)
+            )
+            for spec, fitted in self._corrections.items()
+        }
 
     def calibrations(self) -> dict[str, ReadoutCalibration]:
         """The readout calibrations made so far, by template circuit name."""
         return {
-            self._templates[spec].compiled.circuit.name: c
-            for spec, fitted in self._corrections.items()
-            for c in fitted
+            name: c
+            for name, by_kind in self.fitted().items()
+            for c in by_kind.values()
             if isinstance(c, ReadoutCalibration)
         }

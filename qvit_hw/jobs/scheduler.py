@@ -58,6 +58,8 @@ class SchedulerStats:
     executions: int = 0  # bound circuits run (each serves up to k rows)
     shots: int = 0  # shots taken (executions x shots; 0 for exact results)
     jobs: int = 0  # jobs needed (data and calibration)
+    calibration_jobs: int = 0  # of which calibration (readout, learned)
+    calibration_executions: int = 0  # executions of the calibration jobs (in `executions`)
     submitted: int = 0  # submits that succeeded, in this process
     reused: int = 0  # jobs found finished in the journal
     reattached: int = 0  # jobs found in flight in the journal

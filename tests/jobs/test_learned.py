@@ -1,0 +1,116 @@
+"""Learned mitigation: affine maps per physical qubit from rows of known exact answer."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from qvit_hw.backends import get_backend
+from qvit_hw.circuit import chain, expectations, random_inputs
+from qvit_hw.cli import app
+from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
+from qvit_hw.jobs.learned import LearnedCalibration, fit_affine
+from qvit_hw.jobs.mitigation import parse_mitigation
+
+
+def synthetic(rows: int, qubits: tuple[int, ...], seed: int = 0):
+    rng = np.random.default_rng(seed)
+    exact = rng.uniform(-1, 1, (rows, len(qubits)))
+    return np.tile(np.array(qubits), (rows, 1)), exact
+
+
+def test_a_known_shrink_and_offset_are_recovered_exactly_without_noise():
+    q, exact = synthetic(200, (5, 9, 2, 7))
+    a, b = np.array([0.9, 0.8, 0.95, 0.7]), np.array([0.02, -0.03, 0.0, 0.05])
+    measured = a * exact + b
+    cal = fit_affine(q, exact, measured, np.zeros_like(exact), rows=200)
+    order = np.argsort([5, 9, 2, 7])
+    np.testing.assert_allclose(cal.a, a[order], atol=1e-12)
+    np.testing.assert_allclose(cal.b, b[order], atol=1e-12)
+    z, se = cal.correct(measured, np.zeros_like(measured), q)
+    np.testing.assert_allclose(z, exact, atol=1e-12)
+    np.testing.assert_allclose(se, 0.0, atol=1e-9)  # no shot noise, no scatter: no error
+
+
+def test_with_shots_the_fit_is_within_four_standard_errors_and_errors_are_honest():
+    shots, rows = 1000, 4000
+    q, exact = synthetic(rows, (0, 1, 2, 3), seed=1)
+    a, b = np.array([0.97, 0.9, 0.8, 0.99]), np.array([-0.01, 0.02, 0.04, 0.0])
+    p_one = (1 - (a * exact + b)) / 2
+    rng = np.random.default_rng(2)
+    measured = 1 - 2 * rng.binomial(shots, p_one) / shots
+    stderr = np.sqrt((1 - measured**2) / shots)
+    cal = fit_affine(q, exact, measured, stderr, rows=rows)
+    assert (np.abs(cal.a - a) <= 4 * np.sqrt(cal.cov[:, 0, 0])).all()
+    assert (np.abs(cal.b - b) <= 4 * np.sqrt(cal.cov[:, 1, 1])).all()
+    # fresh data rows: corrected values and their errors give z-scores of spread ~1
+    exact2 = np.random.default_rng(3).uniform(-0.9, 0.9, (rows, 4))
+    m2 = 1 - 2 * rng.binomial(shots, (1 - (a * exact2 + b)) / 2) / shots
+    z, se = cal.correct(m2, np.sqrt((1 - m2**2) / shots), q)
+    zscores = (z - exact2) / se
+    assert 0.95 < zscores.std() < 1.05 and abs(zscores.mean()) < 0.05
+
+
+def test_a_qubit_that_keeps_too_little_signal_is_refused():
+    q, exact = synthetic(50, (0, 1))
+    with pytest.raises(Exception, match=r"qubits \[1\] keep less than 20% of <Z>"):
+        fit_affine(q, exact, exact * np.array([1.0, 0.1]), np.zeros_like(exact), rows=50)
+
+
+def test_mitigations_are_named_in_order():
+    assert parse_mitigation("readout,learned") == ("readout", "learned")
+    assert parse_mitigation("none") == () and parse_mitigation("learned") == ("learned",)
+    with pytest.raises(ValueError, match="--mitigate must be one of none, readout"):
+        parse_mitigation("learned,learned")
+
+
+def test_calibration_rows_sit_on_the_data_rows_physical_qubits():
+    spec = chain(4)
+    x, w = random_inputs(spec, 40, seed=4)
+    config = SchedulerConfig(shots=2000, max_copies=4, poll_interval=0, calibration_rows=96)
+    runner = QNNRunner(get_backend("fake_brisbane?noise=0"), config, mitigation="learned")
+    (est,) = runner.run([QNNCall("q", spec, w.numpy(), x.numpy())])
+    ((learned,),) = [list(by.values()) for by in runner.fitted().values()]
+    assert isinstance(learned, LearnedCalibration)
+    template = runner.template(spec).compiled
+    assert set(learned.qubits.tolist()) == set(np.asarray(template.placements).ravel().tolist())
+    assert set(np.unique(est.qubits).tolist()) <= set(learned.qubits.tolist())
+    assert learned.rows == 96 and runner.stats.calibration_executions == 24  # 96 rows / 4
+    # an ideal device: the maps are the identity within their errors
+    assert (np.abs(learned.a - 1) <= 4 * np.sqrt(learned.cov[:, 0, 0]) + 1e-9).all()
+    truth = expectations(spec, x, w).numpy()
+    assert (np.abs(est.z - truth) <= 4 * est.stderr + 2 / 2000).all()
+
+
+def test_learned_runs_are_journaled_resume_pays_nothing_and_ideal_backends_change_nothing(
+    bundle, tmp_path
+):
+    runner = CliRunner()
+    common = ("--limit", "4", "--batch-size", "2", "--shots", "500", "--calibration-rows", "256")
+    plain, learned = tmp_path / "plain", tmp_path / "learned"
+    state = tmp_path / "mock"
+    backend = f"mock?inner=shots&state={state}"
+    assert runner.invoke(app, ["run", bundle, "--backend", backend, *common,
+                               "--out", str(plain)]).exit_code == 0  # fmt: skip
+    result = runner.invoke(app, ["run", bundle, "--backend", backend, *common,
+                                 "--mitigate", "learned", "--out", str(learned)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cost = json.loads((learned / "cost.json").read_text())
+    assert cost["calibration_executions"] == 256 and cost["calibration_jobs"] >= 1
+    a, b = (json.loads((d / "run.json").read_text())["summary"] for d in (plain, learned))
+    assert a["z_mae"] == pytest.approx(b["z_mae_raw"], rel=1e-12)  # same shots, same rows
+    assert abs(b["z_mae"] - a["z_mae"]) <= 0.02 * a["z_mae"]  # it does not fit shot noise
+    with (plain / "predictions.csv").open() as f, (learned / "predictions.csv").open() as g:
+        pred_a = [line.split(",")[2] for line in f]
+        pred_b = [line.split(",")[2] for line in g]
+    assert pred_a == pred_b
+    run = json.loads((learned / "run.json").read_text())
+    (fitted,) = run["corrections"].values()
+    assert set(fitted) == {"learned"} and fitted["learned"]["rows"] == 256
+    paid = len((state / "submits.jsonl").read_text().splitlines())
+    args = ["run", bundle, "--backend", backend, *common, "--mitigate", "learned"]
+    again = runner.invoke(app, [*args, "--out", str(learned), "--resume"])
+    assert again.exit_code == 0, again.output
+    assert len((state / "submits.jsonl").read_text().splitlines()) == paid  # nothing re-paid
+    assert json.loads((learned / "cost.json").read_text())["submitted"] == 0
