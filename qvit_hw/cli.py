@@ -461,7 +461,8 @@ def run(
     ),
     packing: str = typer.Option(
         _SCHED.packing,
-        help="best (the best-calibrated placements) or max (as many disjoint copies as fit).",
+        help="best (the best-calibrated placements), max (as many disjoint copies as fit) or "
+        "auto (max with learned mitigation, else best).",
     ),
     job_size: int | None = typer.Option(
         _SCHED.job_size, help="At most E executions per job (default: the backend's limit)."

@@ -45,6 +45,13 @@ class QNNRunner:
         return self.scheduler.stats
 
     @property
+    def packing(self) -> str:
+        """The packing strategy templates are compiled with ("auto" resolved)."""
+        if self.config.packing != "auto":
+            return self.config.packing
+        return "max" if "learned" in self.mitigation else "best"
+
+    @property
     def job_size(self) -> int | None:
         return self.scheduler.job_size
 
@@ -58,7 +65,7 @@ class QNNRunner:
                 self.backend.target.device,
                 max_copies=self.config.max_copies,
                 seed=self.config.seed,
-                packing=self.config.packing,
+                packing=self.packing,
             )
             self._templates[spec] = Template(compiled, circuit_key(compiled.circuit))
             self.stats.templates[compiled.circuit.name] = {

@@ -114,3 +114,17 @@ def test_learned_runs_are_journaled_resume_pays_nothing_and_ideal_backends_chang
     assert again.exit_code == 0, again.output
     assert len((state / "submits.jsonl").read_text().splitlines()) == paid  # nothing re-paid
     assert json.loads((learned / "cost.json").read_text())["submitted"] == 0
+
+
+def test_auto_packing_holds_more_copies_once_learned_mitigation_is_on():
+    backend = get_backend("fake_brisbane?noise=0")
+    plain = QNNRunner(backend, SchedulerConfig(), mitigation="readout")
+    learned = QNNRunner(backend, SchedulerConfig(), mitigation="readout,learned")
+    assert (plain.packing, learned.packing) == ("best", "max")
+    assert (
+        learned.template(chain(4)).compiled.copies == 26 > plain.template(chain(4)).compiled.copies
+    )
+    forced = QNNRunner(backend, SchedulerConfig(packing="best"), mitigation="learned")
+    assert forced.packing == "best"
+    with pytest.raises(ValueError, match="--packing must be one of auto, best, max"):
+        SchedulerConfig(packing="most")
