@@ -1,8 +1,9 @@
 """Exact noisy simulation of one packed copy, vectorised over parameter rows (numpy).
 
-The `fake_<device>` backend runs each independent copy of a packed ISA circuit through
-Aer, one experiment per row (a few hundred rows per second). This module computes the
-same outcome distribution exactly, for all rows at once, from the same Aer `NoiseModel`:
+Aer runs each independent copy of a packed ISA circuit as one experiment per row (a few
+hundred rows per second; ``fake_<device>?engine=aer``). This module computes the same
+outcome distribution exactly, for all rows at once, from the same Aer `NoiseModel`; it is
+the default engine of ``fake_<device>`` (`fake.FakeDeviceBackend`):
 
 - `NoisyTemplate.build(circuit, noise_model)` compiles once per (copy, noise model): the
   copy's active qubits become m local qubits (m = 4..8 for a QNN), every instruction
@@ -20,6 +21,9 @@ same outcome distribution exactly, for all rows at once, from the same Aer `Nois
   of 8 needs 1,024 reals per row instead of 4^8.
 - `sample_counts(probs, shots, rng)` draws shots from them: counts of ones per clbit and
   the raw shots of the first `SAMPLE_ROWS` rows, as `fake_<device>` returns them.
+- `error_ptm(error)`: the PTM of a `QuantumError`, composed from its circuits (Paulis,
+  unitaries, ``kraus``, ``reset``) rather than through ``to_quantumchannel`` (which costs
+  about 25 ms per device error: seconds per packed circuit), cached per error object.
 
 Aer's noise semantics, as implemented by qiskit-aer 0.17 (``src/noise/noise_model.hpp``,
 ``NoiseModel::sample_local_quantum_noise`` / ``sample_readout_noise`` /
@@ -105,6 +109,101 @@ def unitary_ptm(u: np.ndarray) -> np.ndarray:
     p = _paulis(d.bit_length() - 1)
     conj = u @ p @ u.conj().T  # U Q U^dagger for every Q
     return _real(np.einsum("pab,qba->pq", p, conj) / d, "unitary")
+
+
+def kraus_ptm(kraus: Any) -> np.ndarray:
+    """PTM of rho -> sum_K K rho K^dagger (qiskit qubit order)."""
+    ops = np.asarray(kraus, dtype=np.complex128)  # (K, d, d)
+    d = ops.shape[-1]
+    p = _paulis(d.bit_length() - 1)
+    conj = np.einsum("kab,qbc,kdc->qad", ops, p, ops.conj())  # sum_K K Q K^dagger
+    return _real(np.einsum("pab,qba->pq", p, conj) / d, "kraus")
+
+
+# reset to |0>: r_I' = r_I (the trace) and r_Z' = r_I; X and Y are lost
+_RESET_PTM = np.array([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+_RESET_PTM.flags.writeable = False
+
+
+def _instruction_ptm(op: Any) -> np.ndarray | None:
+    """PTM of one instruction of a `QuantumError`'s circuits (qiskit order over its qargs),
+    or None for a kind this does not know (the caller then asks qiskit for the channel)."""
+    from qiskit.circuit import ParameterExpression
+
+    name = op.name
+    if name == "reset" and op.num_qubits == 1:
+        return _RESET_PTM
+    if name == "kraus":
+        return kraus_ptm(op.params)
+    params = getattr(op, "params", [])
+    if any(isinstance(v, ParameterExpression) for v in params) or not hasattr(op, "to_matrix"):
+        return None
+    try:
+        matrix = np.asarray(op.to_matrix(), dtype=np.complex128)
+    except Exception:  # no matrix after all (e.g. an opaque instruction)
+        return None
+    return unitary_ptm(matrix)
+
+
+_PLACED: dict[tuple[Any, ...], np.ndarray] = {}  # fixed gates: (kind, qargs, g) -> PTM
+
+
+def _placed_ptm(op: Any, qargs: tuple[int, ...], order: tuple[int, ...]) -> np.ndarray | None:
+    """`_instruction_ptm` on ``qargs`` of an error's g qubits (block ``order``): gates
+    given by their name and scalar parameters (Paulis, resets) are cached."""
+    params = getattr(op, "params", [])
+    key = None
+    if op.name != "kraus" and all(isinstance(v, int | float | complex | str) for v in params):
+        key = (type(op), op.name, tuple(params), qargs, order)
+        hit = _PLACED.get(key)
+        if hit is not None:
+            return hit
+    local = _instruction_ptm(op)
+    if local is None:
+        return None
+    out = _expand(local, tuple(reversed(qargs)), order)
+    if key is not None and len(_PLACED) < 4096:
+        out.flags.writeable = False
+        _PLACED[key] = out
+    return out
+
+
+_ERROR_PTMS: dict[int, tuple[Any, np.ndarray]] = {}  # id(error) -> (error, PTM)
+_ERROR_PTMS_SIZE = 16384
+
+
+def error_ptm(error: Any) -> np.ndarray:
+    """PTM of a qiskit_aer `QuantumError` (qiskit order over its qubits), cached by the
+    error object's identity: sum_i p_i PTM(circuit_i), each circuit's instructions
+    composed in order (Pauli gates, unitaries, ``kraus``, ``reset``); anything else goes
+    through ``error.to_quantumchannel()`` (the same channel, tens of times slower)."""
+    hit = _ERROR_PTMS.get(id(error))
+    if hit is not None and hit[0] is error:
+        return hit[1]
+    g = int(error.num_qubits)
+    total: np.ndarray | None = np.zeros((4**g, 4**g))
+    order = tuple(reversed(range(g)))  # block order of qiskit's order over 0..g-1
+    for circuit, prob in zip(error.circuits, error.probabilities, strict=True):
+        ptm = np.eye(4**g)
+        for inst in circuit.data:
+            if inst.operation.name in IGNORED:
+                continue
+            qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+            local = _placed_ptm(inst.operation, qargs, order)
+            if local is None:
+                total = None
+                break
+            ptm = local @ ptm
+        if total is None:
+            break
+        total += float(prob) * ptm
+    if total is None:
+        total = superop_ptm(np.asarray(error.to_quantumchannel().data))
+    total.flags.writeable = False
+    if len(_ERROR_PTMS) >= _ERROR_PTMS_SIZE:
+        _ERROR_PTMS.pop(next(iter(_ERROR_PTMS)))
+    _ERROR_PTMS[id(error)] = (error, total)
+    return total
 
 
 def superop_ptm(superop: np.ndarray) -> np.ndarray:
@@ -344,15 +443,6 @@ class NoisyTemplate:
         local = {q: j for j, q in enumerate(active)}
 
         # 2. the stream of channels on local qubits, error after its gate
-        ptm_cache: dict[int, np.ndarray] = {}
-
-        def error_ptm(error: Any) -> np.ndarray:
-            hit = ptm_cache.get(id(error))
-            if hit is None:
-                hit = superop_ptm(np.asarray(error.to_quantumchannel().data))
-                ptm_cache[id(error)] = hit
-            return hit
-
         stream: list[Any] = []
         last: dict[int, int] = {}  # local qubit -> index in stream of its last op
 

@@ -47,10 +47,10 @@ def backend_infos() -> list[BackendInfo]:
         BackendInfo("shots", "ideal sampling of the exact distribution", "-", "seed"),
         BackendInfo(
             "fake_<device>",
-            f"Aer with an IBM device snapshot's noise and coupling map; {len(fakes)} devices: "
-            f"{shown}, ...",
+            f"an IBM device snapshot's noise and coupling map (fast exact noisy engine, or "
+            f"Aer); {len(fakes)} devices: {shown}, ...",
             "-",
-            "seed, noise=0|1",
+            "seed, noise=0|1, engine=fast|aer, noise_model=PATH (an Aer NoiseModel's JSON)",
         ),
         BackendInfo("mock", "seeded fault injection around another backend", "-", mock_options),
         BackendInfo(
@@ -129,8 +129,10 @@ def _fake(base: str, opts: BackendOptions) -> Backend:
     from .fake import FakeDeviceBackend
 
     seed, noise = opts.int("seed", 0), opts.bool("noise", True)
+    engine = opts.raw("engine", "fast")  # fast | aer; FakeDeviceBackend names the option
+    noise_model = opts.raw("noise_model")  # a path (or, as a keyword, a NoiseModel)
     opts.done()
-    return FakeDeviceBackend(base, seed=seed, noise=noise)
+    return FakeDeviceBackend(base, seed=seed, noise=noise, engine=engine, noise_model=noise_model)
 
 
 def _mock(base: str, opts: BackendOptions) -> Backend:
