@@ -8,8 +8,10 @@
     report     report.json and report.html                              OUT/run/report.html
 
 Each step is the plain function behind its own command; this module only chains them.
-OUT/demo.json records the settings and, at the end, ``"status": "complete"``: a finished
-demo is not redone, and an unfinished or different one asks for ``overwrite``.
+OUT/demo.json records the format, the settings and, at the end, ``"status": "complete"``:
+a finished demo is not redone, and an unfinished or different one asks for ``overwrite``.
+``overwrite`` deletes only a folder that holds a demo (its demo.json) and nothing but the
+demo's own files and folders; any other folder is refused, whatever its contents.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import to_json, write_json
+from .files import check_out_dir, to_json, write_json
 
 DEMO_FILE = "demo.json"
+DEMO_FORMAT = "qvit-hw/demo"
+# what a demo writes in OUT: `overwrite` deletes OUT only if it holds nothing else
+DEMO_ENTRIES = frozenset({DEMO_FILE, "train", "bundle", "transpile", "run"})
+STATUSES = ("running", "complete")
+LEGACY_KEYS = frozenset({"settings", "status", "seconds"})  # demo.json before "format"
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class DemoOptions:
     lr: float = 2e-3
     batch_size: int = 8
     train_limit: int | None = None  # first N images of each split for training (None: all)
-    images: int = 8  # test images run on the backend
+    images: int = 96  # test images run on the backend
     shots: int = 1000
     backend: str = "fake_brisbane"
     mitigate: str = "readout"
@@ -79,14 +86,14 @@ def run_demo(
     from .report import REPORT_HTML, write_report
     from .train import Schedule, TrainOptions, train
 
-    out = Path(out)
+    out = check_out_dir(out)  # a file, a path under a file, a read-only folder
     settings = to_json(asdict(options))
     _prepare(out, settings, overwrite)
     previous = _read(out)
     if previous is not None and previous.get("status") == "complete":
         return DemoResult(out, out / "run" / REPORT_HTML, previous.get("seconds", {}), True)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out, {"settings": settings, "status": "running"})
+    _write(out, {"format": DEMO_FORMAT, "settings": settings, "status": "running"})
     seconds: dict[str, float] = {}
 
     def step(name: str, what: str) -> float:
@@ -134,7 +141,9 @@ def run_demo(
     report = write_report(run_dir)
     seconds["report"] = time.perf_counter() - start
     seconds = {k: round(v, 2) for k, v in seconds.items()}
-    _write(out, {"settings": settings, "status": "complete", "seconds": seconds})
+    _write(
+        out, {"format": DEMO_FORMAT, "settings": settings, "status": "complete", "seconds": seconds}
+    )
     return DemoResult(out, report, seconds)
 
 
@@ -174,11 +183,18 @@ def _prepare(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
     if previous is None:
         if any(out.iterdir()):
             raise ValueError(
-                f"--out: {out} exists and is not a demo directory (no {DEMO_FILE}); choose "
-                "another --out"
+                f"--out: {out} exists and is not a demo directory (no {DEMO_FILE} of a "
+                "qvit-hw demo); choose another --out"
             )
         return
     if overwrite:
+        others = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        if others:
+            raise ValueError(
+                f"--out: {out} holds {others[0]}, which a demo does not write; --overwrite "
+                "deletes only a folder holding nothing but a demo: move it or choose another "
+                "--out"
+            )
         shutil.rmtree(out)
     elif previous.get("settings") != settings:
         raise ValueError(
@@ -191,8 +207,20 @@ def _prepare(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
 
 
 def _read(out: Path) -> dict[str, Any] | None:
+    """OUT/demo.json if it is a demo's (None if there is none, or it is something else)."""
     path = out / DEMO_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):  # missing, a folder, not JSON
+        return None
+    if not isinstance(doc, dict):
+        return None
+    legacy = "format" not in doc and set(doc) <= LEGACY_KEYS
+    if doc.get("format") != DEMO_FORMAT and not legacy:
+        return None
+    if not isinstance(doc.get("settings"), dict) or doc.get("status") not in STATUSES:
+        return None
+    return doc
 
 
 def _write(out: Path, obj: dict[str, Any]) -> None:

@@ -13,16 +13,30 @@ A bundle is a directory::
 
 QNNs are named ``block{b}.head{h}.{q|k|v}`` (`qnns`). ``load_bundle(path)`` returns
 ``Bundle(model, manifest)`` (a named tuple: ``model, manifest = load_bundle(path)`` works
-too) after checking the format version, that every listed file is present, and that no
-file changed since export (sha256). A bundle is written to a temporary directory and
-renamed into place when complete, so a crash never leaves a bundle that looks whole.
+too) after checking the format version, that the manifest itself is unchanged
+(``manifest_sha256``: the sha256 of its canonical JSON without that field, see
+`manifest_digest`), that its fields have the types and values export writes, that every
+listed file is a plain path inside the bundle, present and unchanged (sha256), and that
+the QNN list is the model's. Anything else is one `BundleError` line.
+
+A bundle is written to a temporary directory and renamed into place when complete, so a
+crash never leaves a bundle that looks whole. Its files get the user's umask (as any file
+the user creates). ``overwrite`` replaces only a folder that holds a bundle and what
+`qvit-hw transpile` adds to one (``transpile_<target>.json``, ``quil/``), never a folder
+of other files.
+
+Format versions: 2 added ``manifest_sha256``; a version 1 bundle is refused with a
+request to export it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,12 +50,27 @@ import torch
 from torch import Tensor
 
 from .circuit import QNNSpec, expectations, qasm2, qasm3
-from .errors import BundleError, DataError
-from .files import dumps_json
+from .errors import BundleError, DataError, one_line
+from .files import check_out_dir, dumps_json, to_json
 from .model import ModelConfig, VisionTransformer, count_parameters
 
-FORMAT, FORMAT_VERSION = "qvit-hw/bundle", 1
+FORMAT, FORMAT_VERSION = "qvit-hw/bundle", 2
 WEIGHTS, MANIFEST, QASM_DIR, TOKENS_DIR = "weights.safetensors", "manifest.json", "qasm", "qasm2"
+DIGEST = "manifest_sha256"
+QNN_NAME = re.compile(r"block\d+\.head\d+\.[qkv]")
+# every file a bundle may list: plain names in the bundle's own folders, nothing else
+BUNDLE_FILE = re.compile(
+    r"weights\.safetensors"
+    r"|qasm/block\d+\.head\d+\.[qkv]\.qasm"
+    r"|qasm2/tokens\.json"
+    r"|qasm2/block\d+\.head\d+\.[qkv]/t\d{3,}\.qasm"
+)
+# what `overwrite` may delete: a bundle, and what `qvit-hw transpile` writes into one
+REPLACEABLE = re.compile(
+    rf"{re.escape(MANIFEST)}|{BUNDLE_FILE.pattern}|transpile_[A-Za-z0-9_.-]+\.json"
+    r"|quil/[A-Za-z0-9_.-]+\.quil"
+)
+REPLACEABLE_DIRS = {QASM_DIR, TOKENS_DIR, "quil"}
 PACKAGES = ("qvit-hw", "torch", "qiskit", "qiskit-ibm-runtime", "pyquil", "pennylane", "numpy")
 
 
@@ -134,16 +163,24 @@ def export_bundle(
         raise ValueError(
             f"per_token: the model has {model.config.n_tokens} tokens, got {per_token}"
         )
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise BundleError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
+    if out.exists() and any(out.iterdir()):
+        foreign = _not_a_bundle(out)
+        if foreign:
+            raise BundleError(
+                f"--out: {out} exists and is not a bundle ({foreign}); choose another --out "
+                "(--overwrite replaces only a bundle from `qvit-hw export`)"
+            )
+        if not overwrite:
+            raise BundleError(f"{out} already exists; choose another --out or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = _unused(out, "partial")
+    tmp.mkdir()  # with the user's umask, as every file below
     try:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file(_state(model), tmp / WEIGHTS, metadata={"format": FORMAT})
+        # bytes, not save_file: save_file creates the file 0600 whatever the umask
+        (tmp / WEIGHTS).write_bytes(save(_state(model), metadata={"format": FORMAT}))
         entries = qnns(model)
         (tmp / QASM_DIR).mkdir()
         for q in entries:
@@ -153,8 +190,10 @@ def export_bundle(
             tokens = _write_tokens(model, entries, image, per_token, tmp, image_label)  # type: ignore[arg-type]
         manifest = _manifest(model, entries, dict(info or {}), tokens)
         manifest["files"] = {
-            str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+            p.relative_to(tmp).as_posix(): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }
+        manifest = to_json(manifest)  # what json.loads gives back, so the digest matches
+        manifest[DIGEST] = manifest_digest(manifest)
         (tmp / MANIFEST).write_text(dumps_json(manifest))
         _replace_dir(tmp, out)
     finally:
@@ -163,49 +202,105 @@ def export_bundle(
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
-    """Rebuild the model of a bundle; BundleError if incomplete, edited or foreign."""
+    """Rebuild the model of a bundle; BundleError (one line) if incomplete, edited, foreign
+    or malformed."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     path = Path(path)
     manifest = read_manifest(path)
-    for rel, digest in manifest["files"].items():
-        if not (path / rel).is_file():
+    files = _check_fields(manifest, path)
+    root = path.resolve()
+    weights = b""
+    for rel, digest in files.items():
+        file = path / rel
+        if not file.is_file():
             raise BundleError(f"bundle {path} is missing {rel}")
-        if _sha256(path / rel) != digest:
+        if not file.resolve().is_relative_to(root):
+            raise BundleError(f"bundle {path}: {rel} is a link to a file outside the bundle")
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"bundle {path}: cannot read {rel} ({one_line(exc)})") from exc
+        if hashlib.sha256(data).hexdigest() != digest:
             raise BundleError(f"{rel} was modified after export (sha256 mismatch)")
+        if rel == WEIGHTS:
+            weights = data  # loaded from the bytes that were checked
     try:
         config = ModelConfig.from_dict(manifest["model"]["config"])
+        state = load(weights)
+        with torch.device("meta"):  # shapes first, without memory: a config may be huge
+            wanted = {k: v.shape for k, v in VisionTransformer(config).state_dict().items()}
+        for key in sorted(wanted.keys() | state.keys()):
+            if key not in wanted or key not in state or wanted[key] != state[key].shape:
+                has = tuple(state[key].shape) if key in state else "no tensor"
+                raise ValueError(
+                    f"{key}: {WEIGHTS} has {has}, the config needs "
+                    f"{tuple(wanted[key]) if key in wanted else 'none'}"
+                )
         model = VisionTransformer(config)
-        model.load_state_dict(load_file(path / WEIGHTS))
-    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
-        raise BundleError(f"bundle {path}: weights do not fit its model config ({exc})") from exc
-    listed = [QNNSpec.from_dict(q["spec"]) for q in manifest["qnns"]]
-    if any(spec != config.spec for spec in listed):
+        model.load_state_dict(state)
+    except (
+        KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError, OverflowError,
+        SafetensorError,
+    ) as exc:  # fmt: skip
+        raise BundleError(
+            f"bundle {path}: weights do not fit its model config ({one_line(exc)})"
+        ) from exc
+    entries = qnns(model)
+    if manifest["qnns"] != [q.to_dict() for q in entries]:
         raise BundleError(f"bundle {path}: manifest QNN specs disagree with the model config")
+    expected = _expected_files(entries, manifest.get("per_token"))
+    if set(files) != expected:
+        odd = sorted(set(files) ^ expected)[0]
+        what = "lists" if odd in files else "does not list"
+        raise BundleError(f"bundle {path}: its manifest {what} {odd}, unlike what export writes")
     return Bundle(model.eval(), manifest)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a bundle directory, after checking its format and version."""
+    """The manifest of a bundle directory, after checking its format, its version and that
+    it was not edited since export (its ``manifest_sha256``)."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"bundle {path} not found (expected a directory from `qvit-hw export`)")
     if not (path / MANIFEST).is_file():
         raise BundleError(f"bundle {path} is missing {MANIFEST}")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST} is not valid JSON ({exc})") from exc
+        manifest = json.loads((path / MANIFEST).read_bytes(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{path / MANIFEST} is not valid JSON ({one_line(exc)})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a qvit-hw bundle (no format {FORMAT!r} in {MANIFEST})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise BundleError(
-            f"bundle {path} has format version {version}; this qvit-hw reads version "
-            f"{FORMAT_VERSION}: export it again with this version"
+            f"bundle {path} has format version {version!r}; this qvit-hw reads version "
+            f"{FORMAT_VERSION}: export it again with this version (`qvit-hw export`)"
+        )
+    digest = manifest.get(DIGEST)
+    if not isinstance(digest, str):
+        raise BundleError(
+            f"bundle {path}: {MANIFEST} has no {DIGEST}; export it again (`qvit-hw export`)"
+        )
+    try:
+        actual = manifest_digest(manifest)
+    except (TypeError, ValueError) as exc:  # only what json.loads gives can be hashed
+        raise BundleError(f"{path / MANIFEST} is not valid JSON ({one_line(exc)})") from exc
+    if actual != digest:
+        raise BundleError(
+            f"{MANIFEST} was modified after export ({DIGEST} mismatch): export the bundle "
+            "again instead of editing it"
         )
     return manifest
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys, no spaces), without
+    ``manifest_sha256`` itself: the digest export stores and `read_manifest` checks."""
+    body = {k: v for k, v in manifest.items() if k != DIGEST}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_image(
@@ -242,6 +337,118 @@ def read_image(
 
 
 # --- internals ----------------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_fields(manifest: dict[str, Any], path: Path) -> dict[str, str]:
+    """The fields `load_bundle` and `qvit-hw run` read, checked for the types and values
+    export writes; returns ``files``. (The digest already refuses an edited manifest: this
+    catches a hand-made or foreign one.)"""
+
+    def bad(what: str) -> BundleError:
+        return BundleError(f"bundle {path}: {MANIFEST} {what}; export the bundle again")
+
+    for key, kind in (("files", dict), ("qnns", list), ("model", dict)):
+        if key not in manifest:
+            raise bad(f"has no {key!r}")
+        if not isinstance(manifest[key], kind):
+            raise bad(f"has {key!r} of type {type(manifest[key]).__name__}, not {kind.__name__}")
+    files = manifest["files"]
+    if WEIGHTS not in files:
+        raise bad(f"does not list {WEIGHTS}")
+    for rel, digest in files.items():
+        if not BUNDLE_FILE.fullmatch(rel):
+            raise bad(
+                f"lists {rel!r}, which is not a file of a bundle (plain names in the bundle, "
+                f"{QASM_DIR}/ or {TOKENS_DIR}/ only)"
+            )
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise bad(f"has no sha256 for {rel}")
+    for q in manifest["qnns"]:
+        name = q.get("name") if isinstance(q, dict) else None
+        if not isinstance(name, str) or not QNN_NAME.fullmatch(name):
+            raise bad(f"has a QNN named {name!r} (expected block<b>.head<h>.<q|k|v>)")
+    if not isinstance(manifest["model"].get("config"), dict):
+        raise bad("has no model config")
+    for key in ("dataset", "normalization", "per_token"):
+        if not isinstance(manifest.get(key), dict | None):
+            raise bad(f"has {key!r} of type {type(manifest.get(key)).__name__}, not an object")
+    name = (manifest.get("dataset") or {}).get("name")
+    if not isinstance(name, str | None):
+        raise bad(f"has a data set name {name!r}")
+    if manifest.get("normalization") is not None:
+        _check_normalization(manifest["normalization"], bad)
+    tokens = manifest.get("per_token")
+    if tokens is not None and (
+        type(tokens.get("tokens")) is not int
+        or tokens["tokens"] < 1
+        or tokens.get("dir") != TOKENS_DIR
+        or not isinstance(tokens.get("image"), str)
+    ):
+        raise bad("has a malformed 'per_token'")
+    return files
+
+
+def _check_normalization(norm: dict[str, Any], bad: Any) -> None:
+    from .data import Normalization
+
+    try:
+        n = Normalization.from_dict(norm)
+        ok = len(n.mean) == len(n.std) == 3 and all(math.isfinite(v) for v in (*n.mean, *n.std))
+        ok = ok and all(v > 0 for v in n.std)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise bad("has a malformed 'normalization' (expected 3 means and 3 positive stds)")
+
+
+def _expected_files(entries: Sequence[QNN], tokens: dict[str, Any] | None) -> set[str]:
+    """The files export writes for these QNNs (and per-token files)."""
+    out = {WEIGHTS} | {f"{QASM_DIR}/{q.name}.qasm" for q in entries}
+    if tokens is not None:
+        out.add(f"{TOKENS_DIR}/tokens.json")
+        out |= {
+            f"{TOKENS_DIR}/{q.name}/t{t:03d}.qasm" for q in entries for t in range(tokens["tokens"])
+        }
+    return out
+
+
+def _not_a_bundle(out: Path) -> str:
+    """Why the folder ``out`` is not one `overwrite` may replace ("" if it is a bundle)."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_bytes())
+    except (OSError, ValueError, RecursionError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        if (out / MANIFEST).exists():
+            return f"its {MANIFEST} is not a qvit-hw bundle's"
+        return f"it has no {MANIFEST}"
+    for folder, dirs, names in os.walk(out):  # links are not followed
+        base = Path(folder)
+        for name in sorted(dirs + names):
+            p = base / name
+            rel = p.relative_to(out).as_posix()
+            if p.is_symlink():
+                return f"it holds the link {rel}"
+            if name in dirs:
+                if rel not in REPLACEABLE_DIRS and not (
+                    base == out / TOKENS_DIR and QNN_NAME.fullmatch(name)
+                ):
+                    return f"it holds the folder {rel}"
+            elif not REPLACEABLE.fullmatch(rel):
+                return f"it holds {rel}"
+    return ""
+
+
+def _unused(out: Path, what: str) -> Path:
+    """A new hidden name beside ``out`` (never an existing file or folder of the user's)."""
+    while True:
+        path = out.with_name(f".{out.name}.{what}-{os.getpid()}-{secrets.token_hex(4)}")
+        if not path.exists():
+            return path
 
 
 def _state(model: VisionTransformer) -> dict[str, Tensor]:
@@ -321,8 +528,7 @@ def _replace_dir(new: Path, out: Path) -> None:
     """Move the finished bundle into place; an old one is removed only afterwards."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = _unused(out, "old")
         os.replace(out, old)
     os.replace(new, out)
     if old is not None:

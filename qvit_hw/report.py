@@ -11,6 +11,11 @@ cost.json, run.json and, for sampling backends, histograms.npz) and computes
                  of both on the labelled images (`train.medmnist_metrics`)
     cost         rows, executions, shots, jobs, retries, wall and QPU seconds
 
+`load_run` refuses, with one `DataError` line, a run that is not complete or whose files
+are missing, truncated, damaged (every .npz member's CRC is checked; no pickles are read),
+malformed (types, shapes, ranges, a row per image of run.json) or disagree with each other
+or with the summary run.json recorded at the end of the run.
+
 `write_report` writes it as ``report.json`` and a self-contained ``report.html`` (PNG
 plots as data URIs, no scripts, no external files); ``against`` puts a second run beside
 the first (e.g. fake_brisbane vs rigetti_qvm, or with vs without mitigation).
@@ -20,17 +25,20 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DataError
-from .files import write_atomic
+from .errors import DataError, one_line
+from .files import check_out_dir, write_atomic
+from .jobs.executor import ROW_FIELDS
 from .plots import (
     chip_plot,
     confusion_plot,
@@ -67,47 +75,251 @@ class RunData:
         return f"{self.run.get('backend', '?')} ({self.run.get('shots')} shots{suffix})"
 
 
+RUN_FILE = "run.json"
+# what `qvit-hw run` writes in run.json and the report reads: key -> type
+RUN_FIELDS: dict[str, type] = {
+    "bundle": str,
+    "backend": str,
+    "backend_name": str,
+    "dataset": str,
+    "mitigate": str,
+    "shots": int,
+    "images": int,
+    "classes": list,
+    "summary": dict,
+}
+SUMMARY_FIELDS = ("agreement", "accuracy", "exact_accuracy", "z_mae", "z_mae_raw")
+HISTOGRAM_FIELDS = ("row", "counts", "exact")
+FLOAT_FIELDS = ("angles", "exact", "estimate", "stderr", "estimate_raw", "stderr_raw")
+_AGAIN = "the run's outputs are incomplete or were changed after it: run it again"
+
+
 def load_run(path: str | os.PathLike[str]) -> RunData:
-    """Read a run directory; DataError if it is missing, incomplete or malformed."""
+    """Read a run directory; DataError (one line) if it is missing, unfinished, incomplete,
+    damaged or malformed, or if its files disagree with each other or with run.json."""
     path = Path(path)
-    run_file = path / "run.json"
+    run_file = path / RUN_FILE
     if not run_file.is_file():
         raise DataError(f"{path} is not a run directory (no run.json); `qvit-hw run` makes one")
-    run = json.loads(run_file.read_text())
+    run = _read_json(run_file)
+    if not isinstance(run, dict):
+        raise DataError(
+            f"{run_file} holds a JSON {type(run).__name__}, not the object `qvit-hw run` "
+            "writes; it is not a run's"
+        )
     if run.get("status") != "complete":
         raise DataError(
             f"{path}: the run is {run.get('status', 'unknown')}, not complete; finish it with "
             "`qvit-hw run ... --resume` first"
         )
+    _check_run(run, run_file)
+    images, classes = run["images"], len(run["classes"])
+    for name in ("cost.json", "predictions.csv", "rows.npz"):
+        if not (path / name).is_file():
+            raise DataError(f"{path}: the run is complete but {name} is missing; {_AGAIN}")
+    cost = _read_json(path / "cost.json")
+    if not isinstance(cost, dict):
+        raise DataError(f"{path / 'cost.json'} holds a JSON {type(cost).__name__}; {_AGAIN}")
+    table = _read_predictions(path / "predictions.csv", images, classes)
+    rows = _read_npz(path / "rows.npz", ("names", *ROW_FIELDS))
+    _check_rows(rows, images, path / "rows.npz")
+    histograms = None
+    if (path / "histograms.npz").exists():
+        histograms = _read_npz(path / "histograms.npz", HISTOGRAM_FIELDS)
+        _check_histograms(histograms, rows, path / "histograms.npz")
+    data = RunData(path=path, run=run, cost=cost, rows=rows, histograms=histograms, **table)
+    _check_summary(data, run_file)
+    return data
+
+
+def _read_json(file: Path) -> Any:
     try:
-        with np.load(path / "rows.npz") as npz:
-            rows = {k: npz[k] for k in npz.files}
-        histograms = None
-        if (path / "histograms.npz").is_file():
-            with np.load(path / "histograms.npz") as npz:
-                histograms = {k: npz[k] for k in npz.files}
-        with (path / "predictions.csv").open(newline="") as f:
-            table = list(csv.DictReader(f))
-        cost = json.loads((path / "cost.json").read_text())
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path}: cannot read the run's outputs: {exc}") from exc
-    classes = sum(1 for k in table[0] if k.startswith("prob_") and "exact" not in k)
+        return json.loads(file.read_bytes(), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: also UnicodeDecodeError
+        raise DataError(f"{file} is not valid JSON ({one_line(exc)}); {_AGAIN}") from exc
 
-    def column(key: str, kind: type) -> np.ndarray:
-        return np.array([kind(r[key]) for r in table])
 
-    return RunData(
-        path=path,
-        run=run,
-        cost=cost,
-        rows=rows,
-        labels=column("label", int),
-        pred=column("pred", int),
-        pred_exact=column("pred_exact", int),
-        probs=np.stack([column(f"prob_{c}", float) for c in range(classes)], axis=1),
-        probs_exact=np.stack([column(f"prob_exact_{c}", float) for c in range(classes)], axis=1),
-        histograms=histograms,
-    )
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _read_npz(file: Path, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every array of an .npz, read in full (each member's CRC checked), no pickles."""
+    try:
+        data = file.read_bytes()
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            damaged = archive.testzip()  # reads every member: a flipped byte fails its CRC
+        if damaged is not None:
+            raise ValueError(f"{damaged} fails its CRC check")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zip, zlib, npy header and pickle errors: a file we cannot use
+        raise DataError(
+            f"{file} is damaged or not a NumPy archive ({one_line(exc)}); {_AGAIN}"
+        ) from exc
+    missing = [k for k in fields if k not in arrays]
+    if missing:
+        raise DataError(f"{file} has no {missing[0]!r} array; {_AGAIN}")
+    return arrays
+
+
+def _check_run(run: dict[str, Any], file: Path) -> None:
+    for key, kind in RUN_FIELDS.items():
+        if key not in run:
+            raise DataError(f"{file} has no {key!r}; {_AGAIN}")
+        value = run[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DataError(
+                f"{file} has {key!r} = {value!r} of type {type(value).__name__}, not "
+                f"{kind.__name__}; {_AGAIN}"
+            )
+    if run["images"] < 1 or run["shots"] < 0 or len(run["classes"]) < 2:
+        raise DataError(
+            f"{file} has images={run['images']}, shots={run['shots']} and "
+            f"{len(run['classes'])} classes; {_AGAIN}"
+        )
+    summary = run["summary"]
+    for key in ("images", *SUMMARY_FIELDS):
+        value = summary.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise DataError(f"{file}: its summary has no number {key!r}; {_AGAIN}")
+
+
+def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.ndarray]:
+    """predictions.csv as arrays, after checking its header, every value and that it has a
+    row per image of run.json."""
+    header = ["image", "label", "pred", "pred_exact"]
+    header += [f"prob_{c}" for c in range(classes)] + [f"prob_exact_{c}" for c in range(classes)]
+    try:
+        table = list(csv.reader(io.StringIO(file.read_bytes().decode(), newline="")))
+    except (OSError, ValueError, csv.Error) as exc:  # ValueError: also UnicodeDecodeError
+        raise DataError(f"{file} is not readable text ({one_line(exc)}); {_AGAIN}") from exc
+    if not table or table[0] != header:
+        raise DataError(
+            f"{file} does not start with the header `qvit-hw run` writes for {classes} "
+            f"classes (image,label,pred,pred_exact,prob_0,...); {_AGAIN}"
+        )
+    body = table[1:]
+    if len(body) != images:
+        raise DataError(
+            f"{file} has {len(body)} image rows, run.json says the run has {images} images; "
+            f"{_AGAIN}"
+        )
+    if any(len(r) != len(header) for r in body):
+        raise DataError(f"{file} has a row of the wrong length; {_AGAIN}")
+    try:
+        ints = np.array([[int(v) for v in r[:4]] for r in body], dtype=np.int64)
+        floats = np.array([[float(v) for v in r[4:]] for r in body], dtype=np.float64)
+    except (ValueError, OverflowError) as exc:
+        raise DataError(
+            f"{file} holds a value that is not a number ({one_line(exc)}); {_AGAIN}"
+        ) from exc
+    probs, probs_exact = floats[:, :classes], floats[:, classes:]
+    problem = ""
+    if not np.array_equal(ints[:, 0], np.arange(images)):
+        problem = "its images are not numbered 0, 1, 2, ..."
+    elif not ((ints[:, 1:] >= 0) & (ints[:, 1:] < classes)).all():
+        problem = f"a label or prediction is not a class in 0..{classes - 1}"
+    elif not (np.isfinite(floats).all() and (floats >= 0).all() and (floats <= 1).all()):
+        problem = "a probability is not in [0, 1]"
+    elif not np.allclose(floats.reshape(images, 2, classes).sum(axis=2), 1.0, atol=1e-6):
+        problem = "its class probabilities do not sum to 1"
+    elif not (
+        np.array_equal(ints[:, 2], probs.argmax(axis=1))
+        and np.array_equal(ints[:, 3], probs_exact.argmax(axis=1))
+    ):
+        problem = "a prediction is not the most probable class"
+    if problem:
+        raise DataError(f"{file}: {problem}; {_AGAIN}")
+    return {
+        "labels": ints[:, 1],
+        "pred": ints[:, 2],
+        "pred_exact": ints[:, 3],
+        "probs": probs,
+        "probs_exact": probs_exact,
+    }
+
+
+def _check_rows(rows: dict[str, np.ndarray], images: int, file: Path) -> None:
+    """Shapes, types and ranges of rows.npz (see `executor.ROW_FIELDS`)."""
+    names, qnn = rows["names"], rows["qnn"]
+    problem = ""
+    if names.ndim != 1 or names.dtype.kind != "U" or len(names) == 0:
+        problem = "'names' is not a list of QNN names"
+    elif qnn.ndim != 1 or len(qnn) == 0:
+        problem = "it holds no rows"
+    elif rows["exact"].ndim != 2 or rows["exact"].shape[1] < 1:
+        problem = "'exact' is not a (rows, qubits) array"
+    if not problem:
+        r, n = len(qnn), rows["exact"].shape[1]
+        for key in ROW_FIELDS:
+            a = rows[key]
+            shape = (r,) if key in ("layer", "qnn", "image", "token") else (r, n)
+            floats = key in FLOAT_FIELDS  # float64, as the run wrote them
+            if a.shape != shape or (a.dtype != np.float64 if floats else a.dtype.kind not in "iu"):
+                want = "float64" if floats else "int"
+                problem = f"{key!r} has shape {a.shape} and type {a.dtype}, not {shape} {want}"
+                break
+            if floats and not np.isfinite(a).all():
+                problem = f"{key!r} holds a NaN or an infinity"
+                break
+    if not problem:
+        if not np.array_equal(np.unique(qnn), np.arange(len(names))):
+            problem = f"its QNN indices are not those of the {len(names)} names"
+        elif not np.array_equal(np.unique(rows["image"]), np.arange(images)):
+            problem = f"its rows are not those of the run's {images} images"
+        elif (rows["stderr"] < 0).any() or (rows["stderr_raw"] < 0).any():
+            problem = "a standard error is negative"
+        elif (np.abs(rows["exact"]) > 1 + 1e-9).any():
+            problem = "an exact <Z> is outside [-1, 1]"
+    if problem:
+        raise DataError(f"{file}: {problem}; {_AGAIN}")
+
+
+def _check_histograms(h: dict[str, np.ndarray], rows: dict[str, np.ndarray], file: Path) -> None:
+    """histograms.npz: row ids into rows.npz, counts and exact distributions over 2^n
+    outcomes whose <Z> is the rows' exact <Z>."""
+    ids, counts, exact = h["row"], h["counts"], h["exact"]
+    n = rows["exact"].shape[1]
+    s = len(ids) if ids.ndim == 1 else -1
+    problem = ""
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        problem = "'row' is not a list of row ids"
+    elif counts.shape != (s, 2**n) or counts.dtype.kind not in "iu":
+        problem = f"'counts' has shape {counts.shape}, not ({s}, {2**n})"
+    elif exact.shape != (s, 2**n) or exact.dtype != np.float64 or not np.isfinite(exact).all():
+        problem = f"'exact' has shape {exact.shape}, not ({s}, {2**n})"
+    elif s and not ((ids >= 0) & (ids < len(rows["qnn"]))).all():
+        problem = "a row id is not a row of rows.npz"
+    elif s and ((counts < 0).any() or (counts.sum(axis=1) == 0).any()):
+        problem = "a histogram has negative or no counts"
+    elif s:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)  # (2^n, n)
+        if not np.allclose(exact @ signs, rows["exact"][ids], atol=1e-6):
+            problem = "its exact distributions are not those of its rows"
+    if problem:
+        raise DataError(f"{file}: {problem}; {_AGAIN}")
+
+
+def _check_summary(data: RunData, file: Path) -> None:
+    """The numbers run.json's summary recorded at the end of the run, recomputed from the
+    files: a file changed since (other labels or estimates, rows of another run) differs."""
+    r = data.rows
+    actual = {
+        "images": len(data.labels),
+        "agreement": float((data.pred == data.pred_exact).mean()),
+        "accuracy": float((data.pred == data.labels).mean()),
+        "exact_accuracy": float((data.pred_exact == data.labels).mean()),
+        "z_mae": float(np.abs(r["estimate"] - r["exact"]).mean()),
+        "z_mae_raw": float(np.abs(r["estimate_raw"] - r["exact"]).mean()),
+    }
+    for key, value in actual.items():
+        saved = data.run["summary"][key]
+        if not math.isclose(saved, value, rel_tol=1e-9, abs_tol=1e-12):
+            raise DataError(
+                f"{data.path}: {key} from the run's files is {value:.6g}, its {file.name} "
+                f"summary says {saved:.6g}; {_AGAIN}"
+            )
 
 
 # --- numbers ------------------------------------------------------------------------------
@@ -405,6 +617,8 @@ def write_report(
 ) -> Path:
     """Write report.json and report.html for ``run_dir`` (beside ``against`` if given) into
     ``out`` (default: the run directory); returns the HTML's path."""
+    if out is not None:
+        check_out_dir(out)
     reports = [build_report(run_dir)]
     if against is not None:
         reports.append(build_report(against))

@@ -49,3 +49,70 @@ def test_a_finished_demo_is_not_redone_and_other_settings_need_overwrite(demo, t
     refused = runner.invoke(app, ["demo", "--out", str(tmp_path), *TINY, "--overwrite"])
     assert refused.exit_code == 1 and "is not a demo directory" in refused.output
     assert (tmp_path / "mine.txt").exists()  # --overwrite never removes what is not ours
+
+
+def error_line(result) -> str:
+    """The one line a refused command prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def files_of(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_demo_records_its_format(demo):
+    out, _ = demo
+    assert json.loads((out / "demo.json").read_text())["format"] == "qvit-hw/demo"
+
+
+def test_overwrite_deletes_only_a_folder_holding_nothing_but_a_demo(tmp_path):
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / "mine.txt").write_text("inside a demo folder: the user's")
+    state = {"format": "qvit-hw/demo", "settings": {}, "status": "complete"}
+    (out / "demo.json").write_text(json.dumps(state))
+    (out / "notes.txt").write_text("mine")
+    before = files_of(out)
+    line = error_line(runner.invoke(app, ["demo", "--out", str(out), *TINY, "--overwrite"]))
+    assert line == (
+        f"error: --out: {out} holds notes.txt, which a demo does not write; --overwrite deletes "
+        "only a folder holding nothing but a demo: move it or choose another --out"
+    )
+    assert files_of(out) == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        "[1, 2]",
+        '{"settings": {}, "status": "complete", "mine": 1}',
+        '{"format": "other", "settings": {}, "status": "complete"}',
+    ],
+)
+def test_a_demo_json_of_another_format_is_not_a_demo(tmp_path, content):
+    (tmp_path / "demo.json").write_text(content)
+    line = error_line(runner.invoke(app, ["demo", "--out", str(tmp_path), *TINY, "--overwrite"]))
+    assert line == (
+        f"error: --out: {tmp_path} exists and is not a demo directory (no demo.json of a qvit-hw "
+        "demo); choose another --out"
+    )
+    assert (tmp_path / "demo.json").read_text() == content
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_file_as_out_is_one_line(tmp_path, where):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    out = file if where == "file" else file / "demo"
+    line = error_line(runner.invoke(app, ["demo", "--out", str(out), *TINY, "--overwrite"]))
+    assert line == (
+        f"error: --out: {file} is a file, not a folder"
+        if where == "file"
+        else f"error: --out: {out} lies under {file}, which is a file"
+    )
+    assert sorted(tmp_path.iterdir()) == [file] and file.read_text() == "mine"

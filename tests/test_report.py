@@ -208,3 +208,192 @@ def test_report_html_renders_in_headless_chromium(runs, tmp_path):
     dom = subprocess.run([*args[:-3], "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120).stdout  # fmt: skip
     assert dom.count("<img") == 12 and "Fidelity report" in dom
+
+
+def error_line(result) -> str:
+    """The one line a refused command prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def rewrite_npz(file: Path, edit) -> None:
+    with np.load(file) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    edit(arrays)
+    np.savez(file, **arrays)  # np.savez adds .npz: file already ends with it
+
+
+def edit_json(name: str, edit):
+    def apply(run: Path) -> None:
+        doc = json.loads((run / name).read_text())
+        edit(doc)  # in place
+        (run / name).write_text(json.dumps(doc))
+
+    return apply
+
+
+def edit_csv(edit):
+    def apply(run: Path) -> None:
+        with (run / "predictions.csv").open(newline="") as f:
+            rows = list(csv.reader(f))
+        rows = edit(rows) or rows
+        with (run / "predictions.csv").open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
+
+    return apply
+
+
+def truncate(name: str, keep: float):
+    def apply(run: Path) -> None:
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: int(len(data) * keep)])
+
+    return apply
+
+
+def label_as_predicted(rows):
+    rows[1][1] = rows[1][2]  # image 0 now "correct": the accuracy the run recorded changes
+
+
+BAD_RUNS = {
+    "one image row missing": (
+        edit_csv(lambda rows: rows[:-1]),
+        r"predictions\.csv has 11 image rows, run\.json says the run has 12 images; the run's "
+        r"outputs are incomplete or were changed after it: run it again",
+    ),
+    "predictions garbage": (
+        lambda run: (run / "predictions.csv").write_text("no,such\nheader,at all\n"),
+        r"predictions\.csv does not start with the header `qvit-hw run` writes for 10 classes",
+    ),
+    "predictions empty": (
+        lambda run: (run / "predictions.csv").write_text(""),
+        r"predictions\.csv does not start with the header",
+    ),
+    "predictions not utf-8": (
+        lambda run: (run / "predictions.csv").write_bytes(b"image,\xff\xfe"),
+        r"predictions\.csv is not readable text \('utf-8' codec can't decode",
+    ),
+    "predictions short row": (
+        edit_csv(lambda rows: [*rows[:3], rows[3][:5], *rows[4:]]),
+        r"predictions\.csv has a row of the wrong length",
+    ),
+    "predictions not a number": (
+        edit_csv(lambda rows: rows[2].__setitem__(5, "0.1x")),
+        r"predictions\.csv holds a value that is not a number \(could not convert string to",
+    ),
+    "predictions unknown class": (
+        edit_csv(lambda rows: rows[2].__setitem__(1, "10")),
+        r"predictions\.csv: a label or prediction is not a class in 0\.\.9",
+    ),
+    "predictions label edited": (
+        edit_csv(label_as_predicted),
+        r": accuracy from the run's files is 0\.\d+, its run\.json summary says 0\.\d+; the run",
+    ),
+    "run.json a list": (
+        lambda run: (run / "run.json").write_text("[1, 2]"),
+        r"run\.json holds a JSON list, not the object `qvit-hw run` writes; it is not a run's",
+    ),
+    "run.json a number": (
+        lambda run: (run / "run.json").write_text("3"),
+        r"run\.json holds a JSON int, not the object",
+    ),
+    "run.json truncated": (truncate("run.json", 0.5), r"run\.json is not valid JSON \("),
+    "run.json running": (
+        edit_json("run.json", lambda d: d.update(status="running")),
+        r"the run is running, not complete; finish it with `qvit-hw run \.\.\. --resume` first",
+    ),
+    "run.json no images": (
+        edit_json("run.json", lambda d: d.pop("images")),
+        r"run\.json has no 'images'; the run's outputs",
+    ),
+    "run.json images a string": (
+        edit_json("run.json", lambda d: d.update(images="12")),
+        r"run\.json has 'images' = '12' of type str, not int; the run's outputs",
+    ),
+    "run.json no summary": (
+        edit_json("run.json", lambda d: d.pop("summary")),
+        r"run\.json has no 'summary'",
+    ),
+    "rows.npz truncated": (
+        truncate("rows.npz", 0.6),
+        r"rows\.npz is damaged or not a NumPy archive \(File is not a zip file\); the run's",
+    ),
+    "rows.npz empty file": (
+        lambda run: (run / "rows.npz").write_bytes(b""),
+        r"rows\.npz is damaged or not a NumPy archive \(File is not a zip file\)",
+    ),
+    "rows.npz no arrays": (
+        lambda run: np.savez(run / "rows.npz"),
+        r"rows\.npz has no 'names' array",
+    ),
+    "rows.npz no rows": (
+        lambda run: rewrite_npz(
+            run / "rows.npz", lambda a: a.update({k: v[:0] for k, v in a.items() if k != "names"})
+        ),
+        r"rows\.npz: it holds no rows",
+    ),
+    "rows.npz no estimate": (
+        lambda run: rewrite_npz(run / "rows.npz", lambda a: a.pop("estimate")),
+        r"rows\.npz has no 'estimate' array",
+    ),
+    "rows.npz pickled": (
+        lambda run: rewrite_npz(
+            run / "rows.npz", lambda a: a.update(names=np.array(list(a["names"]), dtype=object))
+        ),
+        r"rows\.npz is damaged or not a NumPy archive \(Object arrays cannot be loaded when "
+        r"allow_pickle=False\)",
+    ),
+    "rows.npz estimates edited": (
+        lambda run: rewrite_npz(run / "rows.npz", lambda a: a["estimate"].__imul__(0.5)),
+        r": z_mae from the run's files is [\d.e-]+, its run\.json summary says [\d.e-]+; the",
+    ),
+    "histograms truncated": (
+        truncate("histograms.npz", 0.7),
+        r"histograms\.npz is damaged or not a NumPy archive \(",
+    ),
+    "histograms garbage": (
+        lambda run: (run / "histograms.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 64),
+        r"histograms\.npz is damaged or not a NumPy archive \(",
+    ),
+    "histograms of other rows": (
+        lambda run: rewrite_npz(run / "histograms.npz", lambda a: a["row"].__iadd__(1)),
+        r"histograms\.npz: its exact distributions are not those of its rows",
+    ),
+    "cost.json a list": (
+        lambda run: (run / "cost.json").write_text("[]"),
+        r"cost\.json holds a JSON list; the run's outputs",
+    ),
+    "cost.json missing": (
+        lambda run: (run / "cost.json").unlink(),
+        r": the run is complete but cost\.json is missing; the run's outputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_report_of_a_damaged_run_is_one_line_and_writes_nothing(runs, tmp_path, case):
+    damage, message = BAD_RUNS[case]
+    run = tmp_path / "run"
+    shutil.copytree(runs["shots"], run, ignore=shutil.ignore_patterns("report.*"))
+    damage(run)
+    before = sorted(p.name for p in run.iterdir())
+    line = error_line(runner.invoke(app, ["report", str(run)]))
+    assert re.search(message, line), line
+    assert sorted(p.name for p in run.iterdir()) == before  # no report.json or .html
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_report_refuses_a_file_as_out_and_creates_nothing(runs, tmp_path, where):
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    out = file if where == "file" else file / "report"
+    line = error_line(runner.invoke(app, ["report", str(runs["statevector"]), "--out", str(out)]))
+    assert line == (
+        f"error: --out: {file} is a file, not a folder"
+        if where == "file"
+        else f"error: --out: {out} lies under {file}, which is a file"
+    )
+    assert sorted(tmp_path.iterdir()) == [file] and file.read_text() == "mine"

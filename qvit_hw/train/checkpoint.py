@@ -11,8 +11,8 @@ rebuilds the model from any of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 FORMAT, VERSION = "qvit-hw/checkpoint", 1
 STUDENT_ARCH = "vision-transformer"
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.json"
+STUDENT, TARGETS = "student.pt", "targets.pt"  # distill's kd/ stage
 
 
 def checkpoint_meta(
@@ -133,12 +134,24 @@ def write_metrics(
 
 
 def clear_run(out: Path, keep: str | None = None) -> None:
-    """Remove what a previous run wrote in ``out`` (only our files; never ``keep``)."""
+    """Remove what a previous run wrote in ``out``: only our files (a folder of the user's
+    keeps everything else, in ``kd/`` and ``teacher/`` too); never ``keep``."""
     for name in (LAST, BEST, METRICS):
-        (out / name).unlink(missing_ok=True)
+        _remove_ours(out / name)
     for sub in ("kd", "teacher"):
         folder = out / sub
         if keep and folder.resolve() in Path(keep).resolve().parents:
             continue
-        if (folder / LAST).exists() or (folder / "student.pt").exists():
-            shutil.rmtree(folder)
+        if not ((folder / LAST).is_file() or (folder / STUDENT).is_file()):
+            continue  # not a stage of ours
+        for name in (LAST, BEST, METRICS, STUDENT, TARGETS):
+            _remove_ours(folder / name)
+        with contextlib.suppress(OSError):  # not empty: the user's files stay
+            folder.rmdir()
+
+
+def _remove_ours(path: Path) -> None:
+    """``path`` and its temporary file (``.name.tmp`` of `save_atomic`), if they are files."""
+    for p in (path, path.with_name(f".{path.name}.tmp")):
+        if p.is_file() or p.is_symlink():
+            p.unlink()

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..data import Normalization
 from ..errors import CheckpointError
-from ..files import to_json
+from ..files import check_out_dir, to_json
 from ..model import VisionTransformer
 from ..teacher import ARCH as TEACHER_ARCH
 from ..teacher import Teacher, download_pretrained, load_timm_weights
@@ -82,10 +82,15 @@ def distill(
     Each stage resumes on its own, so ``--resume`` continues wherever the run stopped.
     ``extra`` of the result holds the teacher's test metrics and the KD history.
     """
-    out = Path(out)
+    out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
     t = opts.train
     if overwrite:
         clear_run(out, keep=opts.teacher_checkpoint)
+    if resume and not any(out.rglob(LAST)):
+        raise CheckpointError(
+            f"--resume: nothing to resume in {out} (no {LAST} in any stage); drop --resume "
+            "to start a run"
+        )
     splits = load_splits(t)
     classes = splits.train.num_classes
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..data import Normalization, to_tensor
 from ..errors import CheckpointError, RunInterrupted
+from ..files import check_out_dir
 from ..model import VisionTransformer
 from .checkpoint import (
     BEST,
@@ -275,9 +276,13 @@ def train(
     console: Console | None = None,
 ) -> RunResult:
     """``qvit-hw train``: the paper's schedule on one data set; writes OUT/{last,best}.pt."""
-    out = Path(out)
+    out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
     if overwrite:
         clear_run(out)
+    if resume and not (out / LAST).exists():
+        raise CheckpointError(
+            f"--resume: nothing to resume in {out} (no {LAST}); drop --resume to start a run"
+        )
     splits = load_splits(opts)
     torch.manual_seed(opts.seed)
     model = VisionTransformer(opts.model_config(splits.train.num_classes))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.main import get_command
+from typer.testing import CliRunner
 
 from qvit_hw.cli import app, main
 
@@ -35,3 +37,65 @@ def test_teacher_pretrained_offline_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: could not download timm/tiny_vit_5m_224")
     assert err.endswith("--teacher-weights PATH") and len(err.splitlines()) == 1
+
+
+def error_line(result: Any) -> str:
+    """The one line a refused command prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["train", "distill"])
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_a_file_as_out_is_one_line_and_creates_nothing(
+    tmp_path: Path, name: str, where: str
+) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    out = file if where == "file" else file / "run"
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        args = [name, "--dataset", "digits", "--limit", "8", "--epochs", "1", "--out", str(out)]
+        line = error_line(CliRunner().invoke(app, [*args, *extra]))
+        assert line == (
+            f"error: --out: {file} is a file, not a folder"
+            if where == "file"
+            else f"error: --out: {out} lies under {file}, which is a file"
+        )
+    assert sorted(tmp_path.iterdir()) == [file] and file.read_text() == "mine"
+
+
+def user_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_train_overwrite_removes_only_its_own_files(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    for rel in ("notes.txt", "data/x.bin", "kd/mine.txt", "teacher/mine.txt", "old/last.pt"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(f"user file {rel}")
+    mine = user_files(out)
+    (out / "kd" / "student.pt").write_text("a stage of ours")  # kd/ is a distill stage
+    (out / "teacher" / "last.pt").write_text("a stage of ours")
+    (out / "metrics.json").write_text("{}")
+    args = ["train", "--dataset", "digits", "--model", "vit", "--limit", "16", "--epochs", "1"]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "8", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    after = user_files(out)
+    assert {k: after[k] for k in mine} == mine  # every user file, in kd/ and teacher/ too
+    assert set(after) - set(mine) == {"best.pt", "last.pt", "metrics.json"}  # the new run's
+
+
+def test_clear_run_keeps_user_files_and_empty_stages_go(tmp_path: Path) -> None:
+    from qvit_hw.train.checkpoint import clear_run
+
+    for rel in ("last.pt", "best.pt", ".last.pt.tmp", "kd/last.pt", "kd/student.pt",
+                "kd/targets.pt", "teacher/last.pt", "teacher/best.pt", "teacher/metrics.json",
+                "teacher/mine.txt", "other/last.pt"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    clear_run(tmp_path)
+    assert sorted(user_files(tmp_path)) == ["other/last.pt", "teacher/mine.txt"]
+    assert not (tmp_path / "kd").exists()  # emptied, so removed
