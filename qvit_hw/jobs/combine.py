@@ -45,6 +45,8 @@ class RowEstimates:
     # raw outcome histograms of a sample of rows (where the backend kept shots, else None):
     sampled: np.ndarray | None = None  # (S,) int: row indices into this call's rows
     counts: np.ndarray | None = None  # (S, 2^n) int64: shots per outcome, bit i = qubit i
+    # (z, stderr) after each correction in turn (the last equals z, stderr); () without any
+    stages: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
 
 def combine(
@@ -77,11 +79,17 @@ def combine(
         se = unpack(se_all[slot.template][slot.start : stop], k, n, slot.unique)
         qubits = np.asarray(t.placements)[np.arange(slot.unique) % k]  # (U, n)
         z_c, se_c = z, se
+        inv = slot.inverse
+        stages = []
         for correction in corrections[slot.template] if slot.template < len(corrections) else ():
             z_c, se_c = correction.correct(z_c, se_c, qubits)
-        inv = slot.inverse
+            stages.append((z_c[inv], se_c[inv]))
         sampled, counts = _copy_histograms(samples[slot.template], slot, k, n)
-        out.append(RowEstimates(z_c[inv], se_c[inv], z[inv], se[inv], qubits[inv], sampled, counts))
+        out.append(
+            RowEstimates(
+                z_c[inv], se_c[inv], z[inv], se[inv], qubits[inv], sampled, counts, tuple(stages)
+            )
+        )
     return out
 
 

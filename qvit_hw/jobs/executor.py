@@ -12,16 +12,22 @@ outcome distribution (`histograms`), for Hellinger fidelities.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..circuit import QNNSpec, expectations, product_state, unitary
+from .combine import RowEstimates
 from .plan import QNNCall
 from .runner import QNNRunner
+
+
+class StageUnavailable(Exception):
+    """A correction stage cannot be replayed without new jobs."""
+
 
 ROW_FIELDS = (
     "layer",  # (R,) int: index of the QNN layer in the model (call order within a forward)
@@ -42,6 +48,8 @@ ROW_FIELDS = (
 class _Batch:
     image_ids: np.ndarray  # (B,)
     layer: int = 0
+    # per layer: its angles (B*T, n) and estimates, for `replay`
+    calls: list[tuple[np.ndarray, Sequence[RowEstimates]]] = field(default_factory=list)
 
 
 class SchedulerExecutor:
@@ -53,6 +61,7 @@ class SchedulerExecutor:
         self.names: list[str] = []
         self._rows: list[dict[str, np.ndarray]] = []
         self._hists: list[dict[str, np.ndarray]] = []
+        self._stages: list[tuple[np.ndarray | None, np.ndarray | None]] = []
         self._recorded = 0  # rows recorded so far
         self._batch: _Batch | None = None
         self.label = ""
@@ -79,11 +88,53 @@ class SchedulerExecutor:
         calls = [QNNCall(qualified[i], spec, w[i], x) for i in range(q)]
         estimates = self.runner.run(calls, f"{self.label} layer {layer}".strip())
         z = np.stack([e.z for e in estimates], axis=1)  # (B*T, Q, n)
+        batch.calls.append((x, estimates))
         if self.record:
+            self._record_stages(estimates)
             exact = expectations(spec, torch.from_numpy(x)[:, None, :], torch.from_numpy(w))
             self._record_histograms(spec, w, x, estimates)
             self._record(layer, qualified, batch.image_ids, t, x, exact.numpy(), estimates)
         return torch.from_numpy(z.reshape(b, t, q, n)).to(angles.dtype)
+
+    def replay(self, stage: int) -> Callable[..., Tensor]:
+        """An executor giving the last batch's estimates as they were after correction
+        ``stage`` (-1: raw, before any; 0 ..: after the first, ...), without new jobs: the
+        model's classical layers on each stage's estimates, for the report's side-by-side
+        agreement. Raises StageUnavailable where a layer's angles differ from the recorded
+        ones (a deeper model whose later layers saw other estimates)."""
+        batch = self._batch
+        if batch is None:
+            raise ValueError("replay needs a batch run first")
+        layers = iter(batch.calls)
+
+        def execute(spec: QNNSpec, weights: Tensor, angles: Tensor, names: Sequence[str] = ()):
+            b, t, n = angles.shape
+            x, estimates = next(layers)
+            here = angles.detach().to("cpu", torch.float64).reshape(b * t, n).numpy()
+            if not np.array_equal(here, x):
+                raise StageUnavailable("a later layer's angles differ from the recorded ones")
+            pick = [e.z_raw if stage < 0 else e.stages[stage][0] for e in estimates]
+            z = np.stack(pick, axis=1).reshape(b, t, len(estimates), n)
+            return torch.from_numpy(z).to(angles.dtype)
+
+        return execute
+
+    def _record_stages(self, estimates: Sequence[RowEstimates]) -> None:
+        for est in estimates:
+            self._stages.append(
+                (np.stack([z for z, _ in est.stages], axis=1) if est.stages else None,
+                 np.stack([s for _, s in est.stages], axis=1) if est.stages else None)
+            )  # fmt: skip
+
+    def stages(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every recorded row after each correction: z and stderr (R, S, n), rows in the
+        order of `rows`; None without corrections."""
+        if not self._stages or self._stages[0][0] is None:
+            return None
+        return (
+            np.concatenate([z for z, _ in self._stages]),
+            np.concatenate([s for _, s in self._stages]),
+        )
 
     def _record(
         self,

@@ -31,7 +31,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +47,7 @@ from ..errors import DataError, RunError, RunInterrupted, one_line
 from ..files import check_out_dir, locked, write_atomic, write_json
 from ..model import VisionTransformer
 from .config import RetryConfig, SchedulerConfig
-from .executor import SchedulerExecutor
+from .executor import SchedulerExecutor, StageUnavailable
 from .journal import Journal
 from .mitigation import parse_mitigation
 from .retry import Retry
@@ -201,9 +201,14 @@ def _run_locked(
         start = time.perf_counter()
         try:
             with _signals_as_interrupts(), progress if progress is not None else nullcontext():
-                logits, exact = _infer(model, data, norm, executor, options.batch_size, progress)
+                logits, exact, stages = _infer(
+                    model, data, norm, executor, options.batch_size, progress,
+                    len(runner.mitigation),
+                )  # fmt: skip
             wall = time.perf_counter() - start
-            return _finish(out, settings, data, executor, runner, journal, logits, exact, wall)
+            return _finish(
+                out, settings, data, executor, runner, journal, logits, exact, stages, wall
+            )
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
             _set_status(
@@ -277,11 +282,16 @@ def _infer(
     executor: SchedulerExecutor,
     batch_size: int,
     progress: Any,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Logits per batch through the backend (the executor) and through the exact model."""
+    corrections: int = 0,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor] | None]]:
+    """Logits per batch through the backend (the executor) and through the exact model;
+    and, with ``corrections`` > 0, the logits the estimates would give before the last
+    correction, stage by stage (raw, after the first, ...; None where a stage cannot be
+    replayed without new jobs), from the same results."""
     from ..data import to_tensor
 
     logits, exact_logits = [], []
+    stages: list[list[torch.Tensor] | None] = [[] for _ in range(corrections)]
     batches = range(0, len(data), batch_size)
     task = progress.add_task("images", total=len(data)) if progress is not None else None
     for number, a in enumerate(batches, 1):
@@ -291,9 +301,17 @@ def _infer(
             exact_logits.append(model(x).double())
             with model.executor(executor):
                 logits.append(model(x).double())
+            for s in range(corrections):  # s = 0: raw; s: after correction s - 1
+                if stages[s] is None:
+                    continue
+                try:
+                    with model.executor(executor.replay(s - 1)):
+                        stages[s].append(model(x).double())  # type: ignore[union-attr]
+                except StageUnavailable:
+                    stages[s] = None
         if task is not None:
             progress.advance(task, len(x))
-    return logits, exact_logits
+    return logits, exact_logits, stages
 
 
 def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
@@ -352,6 +370,7 @@ def _finish(
     journal: Journal,
     logits: list[torch.Tensor],
     exact_logits: list[torch.Tensor],
+    stage_logits: list[list[torch.Tensor] | None],
     wall: float,
 ) -> RunSummary:
     probs = torch.cat(logits).softmax(dim=1).numpy()  # (N, C)
@@ -399,11 +418,53 @@ def _finish(
         for name, by_kind in runner.fitted().items()
     }
     result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
+    result["stages"] = _stage_table(
+        runner.mitigation, rows, executor, stage_logits, pred, pred_exact
+    )
     _set_status(
         out, settings, "complete", finished=datetime.now(UTC).isoformat(timespec="seconds"),
         summary=result, readout_calibration=calibrations, corrections=corrections,
     )  # fmt: skip
     return summary
+
+
+def _stage_table(
+    names: Sequence[str],
+    rows: dict[str, np.ndarray],
+    executor: SchedulerExecutor,
+    stage_logits: list[list[torch.Tensor] | None],
+    pred: np.ndarray,
+    pred_exact: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Every correction's effect, stage by stage (raw, then each correction added in turn):
+    MAE of <Z> vs exact, share within 2 standard errors, agreement with the exact model
+    (None where a stage cannot be replayed from the same results)."""
+    middle = executor.stages()  # (R, S, n) twice, or None
+    table = []
+    for s in range(len(names) + 1):  # s = 0: raw; s: after the first s corrections
+        if s == 0:
+            z, se = rows["estimate_raw"], rows["stderr_raw"]
+        elif s == len(names):
+            z, se = rows["estimate"], rows["stderr"]
+        else:
+            z, se = middle[0][:, s - 1], middle[1][:, s - 1]  # type: ignore[index]
+        if s == len(names):
+            agreement: float | None = float((pred == pred_exact).mean())
+        else:
+            stage = stage_logits[s]
+            agree = None if stage is None else torch.cat(stage).argmax(dim=1).numpy() == pred_exact
+            agreement = None if agree is None else float(agree.mean())
+        error = np.abs(z - rows["exact"])
+        table.append(
+            {
+                "name": "+".join(names[:s]) or "raw",
+                "z_mae": float(error.mean()),
+                "within_2se": float((error <= 2 * se).mean()),
+                "mean_stderr": float(se.mean()),
+                "agreement": agreement,
+            }
+        )
+    return table
 
 
 def _predictions_csv(

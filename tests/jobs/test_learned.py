@@ -106,6 +106,12 @@ def test_learned_runs_are_journaled_resume_pays_nothing_and_ideal_backends_chang
         pred_b = [line.split(",")[2] for line in g]
     assert pred_a == pred_b
     run = json.loads((learned / "run.json").read_text())
+    stages = run["summary"]["stages"]  # every correction's effect, side by side
+    assert [st["name"] for st in stages] == ["raw", "learned"]
+    assert stages[0]["z_mae"] == pytest.approx(b["z_mae_raw"]) and stages[0]["agreement"] == 1.0
+    assert stages[1]["agreement"] == b["agreement"] and stages[1]["z_mae"] == pytest.approx(
+        b["z_mae"]
+    )
     (fitted,) = run["corrections"].values()
     assert set(fitted) == {"learned"} and fitted["learned"]["rows"] == 256
     paid = len((state / "submits.jsonl").read_text().splitlines())
