@@ -24,6 +24,7 @@ the first (e.g. fake_brisbane vs rigetti_qvm, or with vs without mitigation).
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -94,6 +95,20 @@ FLOAT_FIELDS = ("angles", "exact", "estimate", "stderr", "estimate_raw", "stderr
 _AGAIN = "the run's outputs are incomplete or were changed after it: run it again"
 
 
+def _check_outputs(path: Path, outputs: Any) -> None:
+    """The sha256 of every output file run.json recorded (runs of older versions have none)."""
+    if outputs is None:
+        return
+    if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
+        raise DataError(f"{path / RUN_FILE}: its 'outputs' are not file hashes; {_AGAIN}")
+    for name, digest in outputs.items():
+        file = path / str(name)
+        if "/" in str(name) or not file.is_file():
+            raise DataError(f"{path}: the run is complete but {name} is missing; {_AGAIN}")
+        if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            raise DataError(f"{file} was modified after the run (sha256 mismatch); {_AGAIN}")
+
+
 def load_run(path: str | os.PathLike[str]) -> RunData:
     """Read a run directory; DataError (one line) if it is missing, unfinished, incomplete,
     damaged or malformed, or if its files disagree with each other or with run.json."""
@@ -129,6 +144,7 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
         _check_histograms(histograms, rows, path / "histograms.npz")
     data = RunData(path=path, run=run, cost=cost, rows=rows, histograms=histograms, **table)
     _check_summary(data, run_file)
+    _check_outputs(path, run.get("outputs"))  # last: what parses may still have been edited
     return data
 
 

@@ -8,9 +8,9 @@ the manifest's digest, the same manifest). A run: ``qvit-hw report`` must exit 1
 
 Each case says what it expects: ``refused``, ``same`` (harmless: whitespace, extra files,
 files the report does not read) or ``either`` (random damage whose effect depends on where
-it lands). Not covered, because nothing in a run records them: in-range edits of a value
-that only run.json or predictions.csv holds (a label that stays a valid class, shots, a
-cost) cannot be told from the original without sha256s of the run's files in run.json.
+it lands). In-range edits of a value only one file holds (a label that stays a valid class,
+a cost) are caught by the sha256 of every output file that run.json records; run.json
+itself is checked against the outputs it describes.
 """
 
 from __future__ import annotations
@@ -399,7 +399,8 @@ RUN_CASES: dict[str, tuple[Damage, str]] = {
     "predictions deleted": (delete(CSV), "refused"),
     "predictions renamed": (rename(CSV, "predictions.old.csv"), "refused"),
     "predictions and cost swapped": (swap(CSV, COST), "refused"),
-    "predictions LF endings": (crlf_to_lf, "same"),
+    "predictions LF endings": (crlf_to_lf, "refused"),  # bytes differ from the recorded hash
+    "predictions a label to another class": (set_cell(1, 1, "3"), "refused"),
     **{f"rows byte {i}": (flip(ROWS), "either") for i in range(5)},
     "rows truncated": (truncate(ROWS, 0.5), "refused"),
     "rows emptied": (truncate(ROWS, 0.0), "refused"),
@@ -430,8 +431,13 @@ RUN_CASES: dict[str, tuple[Damage, str]] = {
     "cost deleted": (delete(COST), "refused"),
     "cost a list": (write(COST, b"[]"), "refused"),
     "cost truncated": (truncate(COST, 0.5), "refused"),
-    "cost reformatted": (reformat(COST), "same"),
-    "jobs.jsonl deleted": (delete("jobs.jsonl"), "same"),
+    "cost reformatted": (reformat(COST), "refused"),
+    "cost shots edited": (edit_json(COST, lambda d: d.update(shots=d["shots"] + 1)), "refused"),
+    "outputs hash edited": (
+        edit_json(RUN, lambda d: d["outputs"].update({"cost.json": "0" * 64})),
+        "refused",
+    ),
+    "jobs.jsonl deleted": (delete("jobs.jsonl"), "refused"),
     "journal deleted": (delete("journal.sqlite"), "same"),
     "an extra file": (write("notes.txt", b"mine"), "same"),
     **{f"random truncation {name}": (truncate(name), "either") for name in (RUN, CSV, COST)},

@@ -24,6 +24,7 @@ rename), so a partial run never looks complete.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.sqlite"
+OUTPUT_FILES = ("predictions.csv", "rows.npz", "histograms.npz", "jobs.jsonl", "cost.json")
 # the run's settings that, with the backend's identity, make up the run identity: --resume
 # requires the same (poll interval, in-flight limit and retries may change)
 IDENTITY_KEYS = (
@@ -421,9 +423,15 @@ def _finish(
     result["stages"] = _stage_table(
         runner.mitigation, rows, executor, stage_logits, pred, pred_exact
     )
+    outputs = {  # so the report refuses outputs edited after the run
+        name: hashlib.sha256((out / name).read_bytes()).hexdigest()
+        for name in OUTPUT_FILES
+        if (out / name).is_file()
+    }
     _set_status(
         out, settings, "complete", finished=datetime.now(UTC).isoformat(timespec="seconds"),
         summary=result, readout_calibration=calibrations, corrections=corrections,
+        outputs=outputs,
     )  # fmt: skip
     return summary
 
