@@ -574,8 +574,8 @@ def demo(
     ),
 ) -> None:
     """The whole pipeline, offline: train a small QViT on digits, export it, transpile it
-    for IBM and Rigetti devices, run test images on fake_brisbane with shots and readout
-    mitigation, and write the fidelity report."""
+    for IBM and Rigetti devices, run 96 test images on fake_brisbane (the fast noisy engine)
+    with shots and readout + learned mitigation, and write the fidelity report."""
     import time
 
     from .demo import DemoOptions, run_demo

@@ -3,8 +3,8 @@
     train      a QViT (28x28, n = 4, 2 heads) on scikit-learn's digits  OUT/train
     export     its bundle                                               OUT/bundle
     transpile  for an IBM and a Rigetti device (offline snapshots)      OUT/transpile
-    run        a few test images on fake_brisbane with shots and        OUT/run
-               readout mitigation
+    run        96 test images on fake_brisbane (fast noisy engine),     OUT/run
+               1,000 shots, readout + learned mitigation
     report     report.json and report.html                              OUT/run/report.html
 
 Each step is the plain function behind its own command; this module only chains them.
@@ -45,7 +45,7 @@ class DemoOptions:
     images: int = 96  # test images run on the backend
     shots: int = 1000
     backend: str = "fake_brisbane"
-    mitigate: str = "readout"
+    mitigate: str = "readout,learned"
     targets: tuple[str, ...] = ("ibm_brisbane", "rigetti_ankaa_3")
     seed: int = 0
     # torch threads while training: a model this small gains nothing from intra-op threads,

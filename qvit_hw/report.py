@@ -433,6 +433,9 @@ def compute(data: RunData) -> dict[str, Any]:
         "qpu_seconds",
         "executions_per_image",
         "packing",
+        "calibration_jobs",
+        "calibration_executions",
+        "calibration_share",
     )
     return {
         "run": str(data.path),
@@ -461,6 +464,12 @@ def compute(data: RunData) -> dict[str, Any]:
             ).tolist(),
         },
         "cost": {k: data.cost.get(k) for k in keys},
+        # every correction's effect, side by side (raw, readout, readout+learned, ...)
+        "corrections": [
+            {k: _plain(v) if isinstance(v, float) else v for k, v in stage.items()}
+            for stage in _list(data.run["summary"].get("stages"))
+            if isinstance(stage, dict)
+        ],
     }
 
 
@@ -556,7 +565,34 @@ SUMMARY_ROWS = (
     ("retries", ("cost", "retries")),
     ("wall seconds", ("cost", "wall_seconds")),
     ("QPU seconds", ("cost", "qpu_seconds")),
+    ("calibration executions", ("cost", "calibration_executions")),
+    ("calibration share of data executions", ("cost", "calibration_share")),
 )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _corrections_table(reports: list[tuple[dict[str, Any], list[tuple[str, bytes]]]]) -> str:
+    """Every correction's effect, stage by stage, for every run that has corrections."""
+    parts = []
+    for numbers, _ in reports:
+        stages = numbers.get("corrections") or []
+        if len(stages) < 2:
+            continue
+        rows = "".join(
+            f"<tr><td>{html.escape(str(st.get('name')))}</td><td>{_fmt(st.get('z_mae'))}</td>"
+            f"<td>{_fmt(st.get('within_2se'))}</td><td>{_fmt(st.get('mean_stderr'))}</td>"
+            f"<td>{_fmt(st.get('agreement'))}</td></tr>"
+            for st in stages
+        )
+        parts.append(
+            f"<h2>Corrections side by side: {html.escape(numbers['name'])}</h2><table><tr>"
+            "<th>after</th><th>&lt;Z&gt; MAE</th><th>within 2 stderr</th><th>mean stderr</th>"
+            f"<th>agreement</th></tr>{rows}</table>"
+        )
+    return "".join(parts)
 
 
 def _lookup(numbers: dict[str, Any], path: tuple[str, str]) -> Any:
@@ -613,6 +649,7 @@ figcaption {{ font-size: 0.85em; color: #555; }}
 same token angles; predictions compare the model with its QNNs on the backend against the
 exact model.</p>
 <table><tr><th></th>{head}</tr>{body}</table>
+{_corrections_table(reports)}
 {"".join(sections)}
 </body></html>
 """

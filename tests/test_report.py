@@ -397,3 +397,16 @@ def test_report_refuses_a_file_as_out_and_creates_nothing(runs, tmp_path, where)
         else f"error: --out: {out} lies under {file}, which is a file"
     )
     assert sorted(tmp_path.iterdir()) == [file] and file.read_text() == "mine"
+
+
+def test_every_correction_is_shown_side_by_side_with_its_calibration_cost(runs):
+    doc = json.loads((runs["fake"] / "report.json").read_text())
+    stages = doc["corrections"]
+    assert [s["name"] for s in stages] == ["raw", "readout"]
+    assert stages[0]["z_mae"] == pytest.approx(doc["z_raw"]["mae"])
+    assert stages[1]["z_mae"] == pytest.approx(doc["z"]["mae"])
+    assert stages[1]["z_mae"] < stages[0]["z_mae"]
+    assert stages[1]["agreement"] == doc["predictions"]["agreement"]
+    assert doc["cost"]["calibration_jobs"] == 1 and doc["cost"]["calibration_executions"] == 2
+    page = (runs["fake"] / "report.html").read_text()
+    assert "Corrections side by side" in page and "calibration share" in page
