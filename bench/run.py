@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-SECTIONS = ["bench.train_step", "bench.transpile_bind", "bench.scheduler", "bench.noisy"]
+SECTIONS = [
+    "bench.train_step",
+    "bench.transpile_bind",
+    "bench.scheduler",
+    "bench.noisy",
+    "bench.mitigation",
+]
 OUT = Path(__file__).with_name("RESULTS.md")
 
 
