@@ -351,9 +351,13 @@ def transpile(
     snapshot: bool = typer.Option(
         False, "--snapshot", help="Use the offline snapshot even where credentials are set."
     ),
+    packing: str = typer.Option(
+        "best", help="Copies to compile: best (best-calibrated placements) or max (most copies)."
+    ),
 ) -> None:
     """Transpile every QNN of a bundle once per target: depth, 2-qubit gates, SWAPs,
-    layout, estimated success, copies per execution (k); JSON, and Quil for Rigetti."""
+    layout, estimated success, copies per execution (k, for each packing); JSON, and Quil for
+    Rigetti."""
     from .export import load_bundle, qnns
     from .files import check_out_dir
     from .transpile import get_target
@@ -372,7 +376,7 @@ def transpile(
     for dt in devices:
         try:
             with console.status(f"transpiling {len(entries)} QNNs for {dt.name}"):
-                report = transpile_report(entries, dt, out or bundle, seed=seed)
+                report = transpile_report(entries, dt, out or bundle, seed=seed, packing=packing)
         except (QvitHwError, ValueError, OSError) as exc:
             fail(f"{dt.name}: {one_line(exc)}")
         table = Table(title=f"{dt.name}: {dt.num_qubits} qubits", caption=dt.source)
@@ -380,7 +384,7 @@ def transpile(
         for col in ("depth", "2q", "SWAPs"):
             table.add_column(col, justify="right")
         table.add_column("layout")
-        for col in ("success", "k", "s"):
+        for col in ("success", "k", "k best / max", "s"):
             table.add_column(col, justify="right")
         for row in report["qnns"]:
             success = row["est_success"]
@@ -388,7 +392,9 @@ def transpile(
                 row["qnn"], str(row["depth"]), str(row["two_qubit_gates"]), str(row["swaps"]),
                 " ".join(map(str, row["layout"])),
                 "n/a" if success is None else f"{success:.3f}",
-                str(row["copies"]), f"{row['transpile_seconds']:.2f}",
+                str(row["copies"]),
+                " / ".join(str(row["copies_by_packing"][p]) for p in ("best", "max")),
+                f"{row['transpile_seconds']:.2f}",
             )  # fmt: skip
         Console().print(table)
         where = out or bundle
