@@ -93,6 +93,17 @@ def to_json(obj: Any) -> Any:
     return obj
 
 
+def flat_keys(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: {"schedule": {"epochs": 3}} -> {"schedule.epochs": 3}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def dumps_json(obj: Any) -> str:
     """``obj`` as indented JSON text (see `to_json`), ending in a newline."""
     return json.dumps(to_json(obj), indent=2, allow_nan=False) + "\n"

@@ -45,7 +45,7 @@ import torch
 from ..backends import DEFAULT_BACKEND, get_backend, parse_name
 from ..backends.base import backend_identity
 from ..errors import DataError, RunError, RunInterrupted, one_line
-from ..files import check_out_dir, locked, write_atomic, write_json
+from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
 from ..model import VisionTransformer
 from .config import RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
@@ -342,7 +342,7 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
 
 def _check_same(previous: Any, identity: dict[str, Any], out: Path) -> None:
     """Refuse a resume whose identity differs, naming the first difference."""
-    old, new = _flatten(previous or {}), _flatten(identity)
+    old, new = flat_keys(previous or {}), flat_keys(identity)
     changed = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
     if changed:
         k = changed[0]
@@ -350,17 +350,6 @@ def _check_same(previous: Any, identity: dict[str, Any], out: Path) -> None:
             f"--resume: {out} was started with {k}={old.get(k)!r}, not {new.get(k)!r}; "
             "resume with the same settings (or start a new run in another --out)"
         )
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def _finish(

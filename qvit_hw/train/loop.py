@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..data import Normalization, to_tensor
 from ..errors import CheckpointError, RunInterrupted
-from ..files import check_out_dir
+from ..files import check_out_dir, flat_keys
 from ..model import VisionTransformer
 from .checkpoint import (
     BEST,
@@ -225,7 +225,7 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def _check_same_run(saved: dict[str, Any], wanted: dict[str, Any], path: Path) -> None:
-    saved, wanted = _flat(saved), _flat(wanted)
+    saved, wanted = flat_keys(saved), flat_keys(wanted)
     diffs = [
         f"{k}={saved.get(k)!r} (now {wanted.get(k)!r})"
         for k in sorted(set(saved) | set(wanted))
@@ -236,17 +236,6 @@ def _check_same_run(saved: dict[str, Any], wanted: dict[str, Any], path: Path) -
             f"{path} comes from a run with {'; '.join(diffs)}: resume with the same options, "
             "or pass --overwrite to start again"
         )
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"schedule": {"epochs": 3}} -> {"schedule.epochs": 3}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 # --- train --------------------------------------------------------------------------------
