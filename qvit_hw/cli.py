@@ -384,8 +384,8 @@ def transpile(
         for col in ("depth", "2q", "SWAPs"):
             table.add_column(col, justify="right")
         table.add_column("layout")
-        for col in ("success", "k", "k best / max", "s"):
-            table.add_column(col, justify="right")
+        for col in ("success", "k", "best/max", "s"):
+            table.add_column(col, justify="right", no_wrap=True)
         for row in report["qnns"]:
             success = row["est_success"]
             table.add_row(
@@ -393,7 +393,7 @@ def transpile(
                 " ".join(map(str, row["layout"])),
                 "n/a" if success is None else f"{success:.3f}",
                 str(row["copies"]),
-                " / ".join(str(row["copies_by_packing"][p]) for p in ("best", "max")),
+                "/".join(str(row["copies_by_packing"][p]) for p in ("best", "max")),
                 f"{row['transpile_seconds']:.2f}",
             )  # fmt: skip
         Console().print(table)

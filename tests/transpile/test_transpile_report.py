@@ -43,7 +43,7 @@ def test_cli_writes_reports_and_quil_that_matches_the_model(tmp_path, bundle, co
         assert row["est_success"] == pytest.approx(reference.est_success)
         assert row["copies_by_packing"] == {"best": 22, "max": 25}  # printed for each packing
     assert ibm["source"].startswith("snapshot: qiskit-ibm-runtime")
-    assert "22 / 25" in result.output and ibm["packing"] == "best"
+    assert "22/25" in result.output and ibm["packing"] == "best"
     assert len(ibm["specs"]) == 1  # one template for the six QNNs of the layer
 
     rigetti = json.loads((tmp_path / "transpile_rigetti_ankaa_3.json").read_text())
