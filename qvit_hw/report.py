@@ -467,7 +467,7 @@ def compute(data: RunData) -> dict[str, Any]:
         # every correction's effect, side by side (raw, readout, readout+learned, ...)
         "corrections": [
             {k: _plain(v) if isinstance(v, float) else v for k, v in stage.items()}
-            for stage in _list(data.run["summary"].get("stages"))
+            for stage in _list(_corrections_file(data.path).get("stages"))
             if isinstance(stage, dict)
         ],
     }
@@ -568,6 +568,15 @@ SUMMARY_ROWS = (
     ("calibration executions", ("cost", "calibration_executions")),
     ("calibration share of data executions", ("cost", "calibration_share")),
 )
+
+
+def _corrections_file(path: Path) -> dict[str, Any]:
+    """corrections.json of a run (covered by run.json's output hashes), or {} if absent."""
+    file = path / "corrections.json"
+    if not file.is_file():
+        return {}
+    doc = _read_json(file)
+    return doc if isinstance(doc, dict) else {}
 
 
 def _list(value: Any) -> list[Any]:

@@ -29,7 +29,7 @@ def test_demo_runs_every_step_and_prints_where_the_report_is(demo):
     assert len(list((out / "transpile" / "quil").glob("*.quil"))) == 6  # Rigetti native Quil
     run = json.loads((out / "run" / "run.json").read_text())
     assert run["status"] == "complete" and run["backend"] == "fake_brisbane"
-    assert run["images"] == 2 and run["shots"] == 200 and run["mitigate"] == "readout"
+    assert run["images"] == 2 and run["shots"] == 200 and run["mitigate"] == "readout,learned"
     numbers = json.loads((out / "run" / "report.json").read_text())
     assert 0 < numbers["z"]["mae"] < 0.2 and numbers["hellinger"]["rows"] > 0
     state = json.loads((out / "demo.json").read_text())

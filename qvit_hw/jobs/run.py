@@ -59,7 +59,14 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.sqlite"
-OUTPUT_FILES = ("predictions.csv", "rows.npz", "histograms.npz", "jobs.jsonl", "cost.json")
+OUTPUT_FILES = (
+    "predictions.csv",
+    "rows.npz",
+    "histograms.npz",
+    "jobs.jsonl",
+    "cost.json",
+    "corrections.json",
+)
 # the run's settings that, with the backend's identity, make up the run identity: --resume
 # requires the same (poll interval, in-flight limit and retries may change)
 IDENTITY_KEYS = (
@@ -412,6 +419,7 @@ def _finish(
     result["stages"] = _stage_table(
         runner.mitigation, rows, executor, stage_logits, pred, pred_exact
     )
+    write_json(out / "corrections.json", {"stages": result["stages"], "fitted": corrections})
     outputs = {  # so the report refuses outputs edited after the run
         name: hashlib.sha256((out / name).read_bytes()).hexdigest()
         for name in OUTPUT_FILES
