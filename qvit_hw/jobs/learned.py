@@ -11,7 +11,10 @@ the forward model
 
     measured = a_q exact + b_q + noise          (ordinary least squares over its rows)
 
-is fitted and inverted on the data rows: z = (measured - b_q) / a_q, clipped to [-1, 1].
+is fitted, shrunk across qubits (`shrink`: exactly the identity when the fits are
+consistent with it, as on an ideal device, otherwise pulled toward the qubits' mean by
+how much their spread exceeds their errors) and inverted on the data rows:
+z = (measured - b_q) / a_q, clipped to [-1, 1].
 The standard error carries the row's own shot noise, the fit's uncertainty (delta method
 with the fitted covariance of a_q, b_q) and the excess scatter of the calibration rows
 beyond their shot noise (what an affine map per qubit cannot explain), so z-scores of
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
 WEIGHT_SETS = 8  # random weight draws among the calibration rows
 MIN_SLOPE = 0.2  # a qubit whose <Z> shrinks more than this cannot be inverted usefully
+IDENTITY_P = 1e-3  # fits this consistent with the identity are taken as the identity
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class LearnedCalibration:
     cov: np.ndarray  # (Q, 2, 2) covariance of (a, b)
     excess: np.ndarray  # (Q,) variance of the residuals beyond their shot noise
     rows: int  # calibration rows the fit used (over every qubit's copy)
+    p_value: float = 0.0  # of "every qubit is the identity"; above IDENTITY_P it was applied
 
     def correct(
         self, z: np.ndarray, stderr: np.ndarray, qubits: np.ndarray
@@ -80,6 +85,7 @@ class LearnedCalibration:
     def to_dict(self) -> dict[str, object]:
         return {
             "rows": self.rows,
+            "p_identity": self.p_value,
             "qubits": {
                 str(int(q)): {"a": float(a), "b": float(b), "excess": float(e)}
                 for q, a, b, e in zip(self.qubits, self.a, self.b, self.excess, strict=True)
@@ -150,10 +156,11 @@ class LearnedMitigation:
 def fit_affine(
     qubits: np.ndarray, exact: np.ndarray, measured: np.ndarray, stderr: np.ndarray, rows: int
 ) -> LearnedCalibration:
-    """Per physical qubit, OLS of measured on exact: slope, offset, their covariance and the
-    residual variance beyond the rows' own shot noise. All arrays (R, n)."""
+    """Per physical qubit, OLS of measured on exact, then shrunk across qubits (below): slope,
+    offset, their covariance and the residual variance beyond the rows' own shot noise.
+    All arrays (R, n)."""
     qs = np.unique(qubits)
-    a, b = np.empty(len(qs)), np.empty(len(qs))
+    theta = np.empty((len(qs), 2))  # (Q, 2) fitted (a, b)
     cov, excess = np.empty((len(qs), 2, 2)), np.empty(len(qs))
     for j, q in enumerate(qs):
         mask = qubits == q
@@ -161,15 +168,50 @@ def fit_affine(
         if len(x) < 3 or np.ptp(x) == 0:
             raise BackendError(f"learned mitigation: too few calibration rows on qubit {q}")
         design = np.stack([x, np.ones_like(x)], axis=1)  # (m, 2)
-        (a[j], b[j]), *_ = np.linalg.lstsq(design, y, rcond=None)
-        resid = y - design @ np.array([a[j], b[j]])
+        theta[j], *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - design @ theta[j]
         s2 = float(resid @ resid) / (len(x) - 2)
         cov[j] = s2 * np.linalg.inv(design.T @ design)
         excess[j] = max(0.0, s2 - float(np.mean(se * se)))
-    weak = qs[a < MIN_SLOPE]
+    weak = qs[theta[:, 0] < MIN_SLOPE]
     if len(weak):
         raise BackendError(
             f"learned mitigation: qubits {sorted(weak.tolist())[:5]} keep less than "
             f"{MIN_SLOPE:.0%} of <Z>; too noisy to invert"
         )
-    return LearnedCalibration(qs, a, b, cov, excess, rows)
+    theta, cov, p_value = shrink(theta, cov)
+    if p_value > IDENTITY_P:
+        excess = np.zeros_like(excess)  # the residuals are shot noise: nothing to add
+    return LearnedCalibration(qs, theta[:, 0], theta[:, 1], cov, excess, rows, p_value)
+
+
+def shrink(theta: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Empirical-Bayes shrinkage of per-qubit fits (a, b) (Q, 2) with covariances (Q, 2, 2).
+
+    First a chi-square test of "every qubit is the identity" (a = 1, b = 0): if the fits do
+    not depart from it beyond their own errors (p > `IDENTITY_P`), the identity is returned
+    exactly, so an ideal device's answers are left untouched instead of being moved by
+    maps fitted to shot noise. Otherwise each fit is pulled toward the qubits' mean by
+    S = P (P + C)^-1, with P the spread of the true maps across qubits (sample covariance
+    of the fits minus their mean error covariance, clipped positive), i.e. the posterior
+    mean under a normal prior fitted to the qubits themselves (James-Stein); its
+    covariance is S C. A device whose qubits truly differ (P >> C) keeps its fits.
+    Returns the shrunk (a, b), their covariances and the test's p-value.
+    """
+    from scipy.stats import chi2
+
+    dev = theta - np.array([1.0, 0.0])  # (Q, 2)
+    if (np.linalg.det(cov) <= 0).any():  # noise-free fits: nothing to shrink
+        return theta, cov, 0.0
+    stat = float(np.einsum("qi,qij,qj->", dev, np.linalg.inv(cov), dev))
+    p_value = float(chi2.sf(stat, 2 * len(theta)))
+    if p_value > IDENTITY_P:
+        return np.tile([1.0, 0.0], (len(theta), 1)), np.zeros_like(cov), p_value
+    if len(theta) < 3:  # too few qubits to tell their spread from noise
+        return theta, cov, p_value
+    mean = theta.mean(axis=0)
+    vals, vecs = np.linalg.eigh(np.cov(theta.T) - cov.mean(axis=0))
+    prior = (vecs * np.clip(vals, 0.0, None)) @ vecs.T  # (2, 2)
+    gain = prior @ np.linalg.inv(prior + cov)  # (Q, 2, 2)
+    shrunk = mean + np.einsum("qij,qj->qi", gain, theta - mean)
+    return shrunk, gain @ cov, p_value

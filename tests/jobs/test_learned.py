@@ -10,7 +10,7 @@ from qvit_hw.backends import get_backend
 from qvit_hw.circuit import chain, expectations, random_inputs
 from qvit_hw.cli import app
 from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
-from qvit_hw.jobs.learned import LearnedCalibration, fit_affine
+from qvit_hw.jobs.learned import IDENTITY_P, LearnedCalibration, fit_affine, shrink
 from qvit_hw.jobs.mitigation import parse_mitigation
 
 
@@ -52,6 +52,30 @@ def test_with_shots_the_fit_is_within_four_standard_errors_and_errors_are_honest
     assert 0.95 < zscores.std() < 1.05 and abs(zscores.mean()) < 0.05
 
 
+def test_fits_within_their_errors_of_the_identity_become_the_identity():
+    rng = np.random.default_rng(5)
+    cov = np.tile(np.diag([1e-4, 4e-5]), (40, 1, 1))  # (Q, 2, 2)
+    noise = rng.normal(size=(40, 2)) * np.sqrt([1e-4, 4e-5])
+    theta, shrunk_cov, p = shrink(np.array([1.0, 0.0]) + noise, cov)
+    assert p > IDENTITY_P
+    assert (theta == [1.0, 0.0]).all() and (shrunk_cov == 0).all()
+
+
+def test_qubits_that_truly_differ_keep_their_fits_and_noise_is_pulled_to_their_mean():
+    rng = np.random.default_rng(6)
+    truth = np.stack([rng.uniform(0.8, 0.99, 40), rng.uniform(-0.05, 0.05, 40)], axis=1)
+    se = np.sqrt([1e-4, 4e-5])
+    cov = np.tile(np.diag(se**2), (40, 1, 1))
+    fits = truth + rng.normal(size=(40, 2)) * se
+    theta, post, p = shrink(fits, cov)
+    assert p < 1e-12
+    # the shrunk fits are closer to the truth than the raw ones, and stay within 4 errors
+    assert np.abs(theta - truth).mean() < np.abs(fits - truth).mean()
+    assert (np.abs(theta - truth) <= 4 * se).all()
+    assert (np.abs(theta - fits) <= 0.2 * np.abs(fits - fits.mean(axis=0)) + 2 * se).all()
+    assert (post[:, 0, 0] <= cov[:, 0, 0]).all()  # the prior adds information
+
+
 def test_a_qubit_that_keeps_too_little_signal_is_refused():
     q, exact = synthetic(50, (0, 1))
     with pytest.raises(Exception, match=r"qubits \[1\] keep less than 20% of <Z>"):
@@ -77,8 +101,9 @@ def test_calibration_rows_sit_on_the_data_rows_physical_qubits():
     assert set(learned.qubits.tolist()) == set(np.asarray(template.placements).ravel().tolist())
     assert set(np.unique(est.qubits).tolist()) <= set(learned.qubits.tolist())
     assert learned.rows == 96 and runner.stats.calibration_executions == 24  # 96 rows / 4
-    # an ideal device: the maps are the identity within their errors
-    assert (np.abs(learned.a - 1) <= 4 * np.sqrt(learned.cov[:, 0, 0]) + 1e-9).all()
+    # an ideal device: the fits are consistent with the identity, which is then applied exactly
+    assert learned.p_value > IDENTITY_P
+    assert (learned.a == 1).all() and (learned.b == 0).all() and (learned.excess == 0).all()
     truth = expectations(spec, x, w).numpy()
     assert (np.abs(est.z - truth) <= 4 * est.stderr + 2 / 2000).all()
 
@@ -100,7 +125,7 @@ def test_learned_runs_are_journaled_resume_pays_nothing_and_ideal_backends_chang
     assert cost["calibration_executions"] == 256 and cost["calibration_jobs"] >= 1
     a, b = (json.loads((d / "run.json").read_text())["summary"] for d in (plain, learned))
     assert a["z_mae"] == pytest.approx(b["z_mae_raw"], rel=1e-12)  # same shots, same rows
-    assert abs(b["z_mae"] - a["z_mae"]) <= 0.02 * a["z_mae"]  # it does not fit shot noise
+    assert b["z_mae"] == pytest.approx(a["z_mae"], rel=1e-12)  # it does not fit shot noise
     with (plain / "predictions.csv").open() as f, (learned / "predictions.csv").open() as g:
         pred_a = [line.split(",")[2] for line in f]
         pred_b = [line.split(",")[2] for line in g]
