@@ -26,11 +26,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
+# In a pipe, lines stay whole (rich would wrap them at 80 columns, even inside "1.4 s")
+console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        Console().print(f"qvit-hw {__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
     """Deploy quantum vision transformers on quantum hardware and simulators."""
 
 
@@ -604,10 +621,33 @@ def demo(
     Console().print(f"report: {result.report.resolve()}", highlight=False, soft_wrap=True)
 
 
+def _tidy_help() -> None:
+    """Help as people read it: a docstring's line breaks inside a paragraph become spaces
+    (typer's command list would keep them, wrapping mid-sentence), and flags that take no
+    value show no ``<bool>``. Runs once, after every command is registered."""
+    from typer.core import TyperOption
+
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    if getattr(TyperOption.display_type_rich, "_bare_flags", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: typing.Any) -> str | None:
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich._bare_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_tidy_help()
+
+
 def main() -> None:
     """Entry point that turns our errors into one line and exit status 1."""
     try:
-        app()
+        app(prog_name="qvit-hw")  # also under `python -m qvit_hw`
     except (QvitHwError, OSError) as exc:
         try:
             fail(one_line(exc))  # typer.Exit escapes here: app() is no longer there to catch it
