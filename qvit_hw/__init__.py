@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "ModelConfig": "model",
+    "QNNLayer": "model",
     "QViT": "model",
     "ViT": "model",
     "VisionTransformer": "model",
@@ -32,6 +33,7 @@ _CALLABLE = {"train": ("train", "train"), "report": ("report", "write_report")}
 
 __all__ = [  # noqa: RUF022 (grouped: the model, circuits, the pipeline)
     "ModelConfig",
+    "QNNLayer",
     "QViT",
     "ViT",
     "VisionTransformer",
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from .circuit import QNNSpec, chain, expectations, tree
     from .export import export_bundle, load_bundle
     from .jobs.run import run_bundle
-    from .model import ModelConfig, QViT, VisionTransformer, ViT
+    from .model import ModelConfig, QNNLayer, QViT, VisionTransformer, ViT
 
     __version__: str
 

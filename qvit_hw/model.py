@@ -90,21 +90,73 @@ class ModelConfig:
         return cls(**data)
 
 
-class QuantumProjection(nn.Module):
-    """Q, K and V of every head as QNNs: (B, T, n) -> 3 x (B, H, T, n)."""
+class QNNLayer(nn.Module):
+    """The paper's QNN as a trainable torch layer: angles (..., n) -> <Z> (..., n).
 
-    def __init__(self, spec: QNNSpec, heads: int) -> None:
+    ``QNNLayer(qvit_hw.chain(4))`` holds the QNN's two angles per pair as one trainable
+    ``weight`` (P, 2); ``qnns=Q`` holds Q QNNs of one spec (weight (Q, P, 2)) and returns
+    (..., Q, n). <Z> comes from the exact, differentiable torch simulator unless
+    ``executor`` (``(spec, weights (Q, P, 2), angles (B, T, n), names) -> (B, T, Q, n)``)
+    says otherwise, e.g. a hardware scheduler; `VisionTransformer.executor` swaps it for
+    every layer of a model. Weights start uniform in [-pi, pi).
+    """
+
+    def __init__(
+        self,
+        spec: QNNSpec | int,
+        qnns: int | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         super().__init__()
-        self.spec, self.heads = spec, heads
-        self.names = tuple(f"head{h}.{r}" for h in range(heads) for r in ROLES)
-        # (H * 3, P, 2): QNN index h * 3 + role
-        self.weight = nn.Parameter(torch.empty(heads * 3, *spec.weight_shape))
+        # an int n: the chain on n qubits
+        self.spec = spec if isinstance(spec, QNNSpec) else QNNSpec(spec, chain_pairs(spec))
+        count = 1 if qnns is None else qnns
+        if count < 1:
+            raise ValueError(f"qnns must be >= 1, got {qnns}")
+        self.single = qnns is None
+        self.names = tuple(names) if names is not None else tuple(f"qnn{i}" for i in range(count))
+        if len(self.names) != count:
+            raise ValueError(f"names: expected {count}, got {len(self.names)}")
+        shape = self.spec.weight_shape if self.single else (count, *self.spec.weight_shape)
+        self.weight = nn.Parameter(torch.empty(shape))
         nn.init.uniform_(self.weight, -math.pi, math.pi)
-        self.executor: Executor = exact_executor
+        self.executor: Executor = exact_executor if executor is None else executor
+
+    def qnn_outputs(self, x: Tensor) -> Tensor:
+        """<Z> of every QNN on every token: (B, T, n) -> (B, T, Q, n)."""
+        weights = self.weight[None] if self.single else self.weight
+        return self.executor(self.spec, weights, x, self.names)
 
     def forward(self, x: Tensor) -> Tensor:
-        z = self.executor(self.spec, self.weight, x, self.names)  # (B, T, H*3, n)
-        return _split_heads(z, self.heads)
+        n = self.spec.n_qubits
+        if x.shape[-1:] != (n,):
+            raise ValueError(f"QNNLayer: expected angles (..., {n}), got {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        tokens = x if x.ndim == 3 else x.reshape(-1, 1, n)  # executors take (B, T, n)
+        z = self.qnn_outputs(tokens).reshape(*lead, len(self.names), n)
+        return z[..., 0, :] if self.single else z
+
+    def extra_repr(self) -> str:
+        pairs = ",".join(f"{p}-{q}" for p, q in self.spec.pairs)
+        return f"n_qubits={self.spec.n_qubits}, pairs={pairs}, qnns={len(self.names)}"
+
+
+class QuantumProjection(QNNLayer):
+    """Q, K and V of every head as QNNs: (B, T, n) -> 3 x (B, H, T, n).
+
+    A `QNNLayer` of H * 3 QNNs (QNN index h * 3 + role), so its weight keeps the name and
+    shape (H * 3, P, 2) that checkpoints and bundles store.
+    """
+
+    def __init__(self, spec: QNNSpec, heads: int) -> None:
+        names = tuple(f"head{h}.{r}" for h in range(heads) for r in ROLES)
+        super().__init__(spec, heads * 3, names=names)
+        self.heads = heads
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _split_heads(self.qnn_outputs(x), self.heads)  # (B, T, H*3, n) in
 
 
 class LinearProjection(nn.Module):

@@ -127,3 +127,67 @@ def test_general_pair_lists_work_in_the_model():
     out.sum().backward()
     assert out.shape == (2, 2)
     assert model.block.attn.qkv.weight.grad.shape == (6, 7, 2)
+
+
+# --- QNNLayer: the paper's QNN as a standalone trainable layer -----------------------------
+
+
+def test_qnn_layer_matches_expectations_for_one_and_many_qnns():
+    import qvit_hw
+    from qvit_hw.model import QNNLayer
+
+    torch.manual_seed(0)
+    layer = qvit_hw.QNNLayer(qvit_hw.chain(4)).double()
+    assert layer.weight.shape == (3, 2) and layer.weight.requires_grad
+    x = torch.rand(5, 7, 4, dtype=torch.float64) * 3
+    want = expectations(layer.spec, x, layer.weight)
+    assert torch.allclose(layer(x), want, atol=1e-12)
+    assert torch.allclose(layer(x[0, 0]), want[0, 0], atol=1e-12)  # any leading shape
+    many = QNNLayer(tree(4), qnns=3).double()
+    z = many(x[:, 0])  # (5, 4) -> (5, 3, 4)
+    assert z.shape == (5, 3, 4)
+    for q in range(3):
+        assert torch.allclose(z[:, q], expectations(tree(4), x[:, 0], many.weight[q]), atol=1e-12)
+    with pytest.raises(ValueError, match=r"expected angles \(\.\.\., 4\), got \(5, 3\)"):
+        layer(torch.zeros(5, 3))
+
+
+def test_qnn_layer_trains_and_its_executor_hook_is_called():
+    from qvit_hw.model import QNNLayer
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4), QNNLayer(4), torch.nn.Linear(4, 2))
+    x, y = torch.randn(64, 16), torch.randint(0, 2, (64,))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses[::10]
+    assert model[1].weight.grad is not None and model[1].weight.grad.abs().sum() > 0
+    calls = []
+
+    def executor(spec, weights, angles, names):
+        calls.append((tuple(weights.shape), tuple(angles.shape), tuple(names)))
+        return exact_executor(spec, weights, angles, names)
+
+    layer = QNNLayer(4, executor=executor, names=["mine"])
+    out = layer(torch.zeros(3, 4))
+    assert calls == [((1, 3, 2), (3, 1, 4), ("mine",))]
+    assert torch.allclose(out, expectations(layer.spec, torch.zeros(3, 4), layer.weight))
+
+
+def test_the_models_qkv_projection_is_a_qnn_layer_with_the_same_weights_name():
+    from qvit_hw.model import QNNLayer, QuantumProjection
+
+    model = QViT(n_qubits=4, heads=2)
+    (layer,) = model.quantum_layers()
+    assert isinstance(layer, QuantumProjection) and isinstance(layer, QNNLayer)
+    assert "block.attn.qkv.weight" in model.state_dict()
+    tokens = torch.rand(2, 5, 4)
+    _, k, _ = layer(tokens)
+    z = expectations(layer.spec, tokens[:, :, None], layer.weight)  # (2, 5, 6, 4)
+    assert torch.allclose(k[:, 1], z[:, :, 1 * 3 + 1], atol=1e-6)  # head 1, role k

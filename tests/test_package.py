@@ -35,7 +35,7 @@ def test_python_dash_m_prints_the_installed_version() -> None:
 def test_import_loads_no_torch_and_the_pipeline_functions_load_on_first_use() -> None:
     code = (
         "import sys, qvit_hw; before = 'torch' in sys.modules; "
-        "from qvit_hw import export_bundle, run_bundle, train, report; "
+        "from qvit_hw import export_bundle, run_bundle, train, report, QNNLayer; "
         "import qvit_hw.export, qvit_hw.jobs.run, qvit_hw.report as r, qvit_hw.train.loop; "
         "print(before, export_bundle is qvit_hw.export.export_bundle, "
         "run_bundle is qvit_hw.jobs.run.run_bundle, report is r, "
