@@ -371,10 +371,15 @@ def transpile(
     packing: str = typer.Option(
         "best", help="Copies to compile: best (best-calibrated placements) or max (most copies)."
     ),
+    dialect: str = typer.Option(
+        "qiskit",
+        help="OpenQASM 3 of the compiled circuits: qiskit (qiskit.qasm3) or braket (Amazon "
+        "Braket's: no include, cnot, physical qubits in a verbatim box).",
+    ),
 ) -> None:
     """Transpile every QNN of a bundle once per target: depth, 2-qubit gates, SWAPs,
-    layout, estimated success, copies per execution (k, for each packing); JSON, and Quil for
-    Rigetti."""
+    layout, estimated success, copies per execution (k, for each packing); JSON, the compiled
+    circuits (QPY, OpenQASM 3, parameter order) and Quil for Rigetti."""
     from .export import load_bundle, qnns
     from .files import check_out_dir
     from .transpile import get_target
@@ -393,7 +398,9 @@ def transpile(
     for dt in devices:
         try:
             with console.status(f"transpiling {len(entries)} QNNs for {dt.name}"):
-                report = transpile_report(entries, dt, out or bundle, seed=seed, packing=packing)
+                report = transpile_report(
+                    entries, dt, out or bundle, seed=seed, packing=packing, dialect=dialect
+                )
         except (QvitHwError, ValueError, OSError) as exc:
             fail(f"{dt.name}: {one_line(exc)}")
         table = Table(title=f"{dt.name}: {dt.num_qubits} qubits", caption=dt.source)
@@ -415,7 +422,11 @@ def transpile(
             )  # fmt: skip
         Console().print(table)
         where = out or bundle
-        console.print(f"wrote {where}/transpile_{dt.name}.json", highlight=False)
+        console.print(
+            f"wrote {where}/transpile_{dt.name}.json and {where}/compiled/{dt.name}/ "
+            f"(QPY, OpenQASM 3 in {dialect}'s dialect, parameter order)",
+            highlight=False,
+        )
 
 
 # --- backends, run (qvit_hw.backends, qvit_hw.jobs) ---------------------------------------

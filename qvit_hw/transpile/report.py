@@ -1,7 +1,11 @@
-"""Transpile report: every QNN of a bundle on one target, as JSON (and Quil for Rigetti).
+"""Transpile report: every QNN of a bundle on one target, as JSON, the compiled circuits
+(QPY, OpenQASM 3, parameter order) and Quil for Rigetti.
 
 QNNs that share a spec (all of a layer) share one compiled template, so each spec is
-transpiled once; rows differ in name, weights and, for Rigetti, their Quil file.
+transpiled once; rows differ in name, weights and, for Rigetti, their Quil file. Each
+template is written to ``compiled/<target>/spec<i>.{qpy,qasm,json}`` (`openqasm`), so a
+user's own code can run it: ``qiskit.qpy.load`` + SamplerV2, or the OpenQASM 3 in
+qiskit's or Amazon Braket's dialect.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..circuit import QNNSpec
 from ..devices import DeviceTarget, get_target
 from ..files import write_atomic, write_json
 from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn, copies_by_packing
+from .openqasm import DIALECTS, write_compiled
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class QNNRow:
     copies_by_packing: dict[str, int]  # k of every packing strategy ("best", "max")
     transpile_seconds: float
     quil: str | None  # relative path of the native Quil file (Rigetti targets)
+    compiled: str  # relative path of its template, without suffix (.qpy, .qasm, .json)
 
 
 def transpile_report(
@@ -43,9 +49,14 @@ def transpile_report(
     *,
     seed: int = 0,
     packing: str = "best",
+    dialect: str = "qiskit",
 ) -> dict[str, Any]:
     """Compile each distinct spec of ``qnns`` (items with ``name``, ``spec``, ``weights``)
-    for ``target`` and write ``out/transpile_<target>.json`` (+ ``out/quil/*.quil``)."""
+    for ``target`` and write ``out/transpile_<target>.json``, ``out/compiled/<target>/``
+    (QPY, OpenQASM 3 in ``dialect``: qiskit or braket, parameter order) and, for Rigetti,
+    ``out/quil/*.quil``."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
     dt = get_target(target) if isinstance(target, str) else target
     out = Path(out)
     compiled: dict[QNNSpec, CompiledQNN] = {}
@@ -53,6 +64,11 @@ def transpile_report(
         if q.spec not in compiled:
             compiled[q.spec] = compile_qnn(q.spec, dt, seed=seed, packing=packing)
     ks = {spec: copies_by_packing(dt, spec) for spec in compiled}
+    stems = {spec: f"compiled/{dt.name}/spec{i}" for i, spec in enumerate(compiled)}
+    for spec, c in compiled.items():
+        weights = {q.name: _flat(q.weights) for q in qnns if q.spec == spec}
+        folder, stem = stems[spec].rsplit("/", 1)
+        write_compiled(c, out / folder, stem, dialect=dialect, weights=weights)
     rows = []
     for q in qnns:
         c = compiled[q.spec]
@@ -75,6 +91,7 @@ def transpile_report(
                 copies_by_packing=ks[q.spec],
                 transpile_seconds=c.transpile_seconds,
                 quil=quil_path,
+                compiled=stems[q.spec],
             )
         )
     report = {
@@ -84,12 +101,15 @@ def transpile_report(
         "basis_gates": list(dt.basis_gates),
         "optimization_level": OPTIMIZATION_LEVEL,
         "packing": packing,
+        "dialect": dialect,
         "specs": [
             {
                 "spec": spec.to_dict(),
                 "copies": c.copies,
                 "placements": [list(p) for p in c.placements],
                 "transpile_seconds": c.transpile_seconds,
+                "compiled": stems[spec],
+                "qnns": [q.name for q in qnns if q.spec == spec],
             }
             for spec, c in compiled.items()
         ],
@@ -97,3 +117,10 @@ def transpile_report(
     }
     write_json(out / f"transpile_{dt.name}.json", report)
     return report
+
+
+def _flat(weights: Any) -> list[float]:
+    import numpy as np
+
+    value = weights.detach().cpu().numpy() if hasattr(weights, "detach") else weights
+    return [float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1)]
