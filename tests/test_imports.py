@@ -10,7 +10,7 @@ from pathlib import Path
 import qvit_hw
 
 ROOT = Path(qvit_hw.__file__).parent
-HARDWARE_SDKS = ("qiskit_ibm_runtime", "pyquil", "qcs_sdk", "pennylane")
+HARDWARE_SDKS = ("qiskit_ibm_runtime", "pyquil", "qcs_sdk", "pennylane", "braket", "boto3")
 
 
 def modules() -> dict[str, Path]:

@@ -2,7 +2,8 @@
 
 A name may carry options as a query string (``shots?seed=3``); keyword arguments add to
 and override them. Hardware families are matched by prefix: ``ibm_<device>``,
-``rigetti_<qpu>``, ``rigetti_qvm`` and ``pennylane:<device>``; any other unknown name raises
+``rigetti_<qpu>``, ``rigetti_qvm``, ``pennylane:<device>`` and ``braket:<device>``; any other
+unknown name raises
 BackendNotFoundError with did-you-mean suggestions.
 """
 
@@ -19,7 +20,10 @@ from .base import Backend
 from .options import BackendOptions
 
 DEFAULT_BACKEND = "statevector"
-HARDWARE_EXAMPLES = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm")
+HARDWARE_EXAMPLES = (
+    "ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm", "braket:local",
+    "braket:ankaa-3",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,19 @@ def backend_infos() -> list[BackendInfo]:
             "its plugin",
             "shots, python=PATH (device in another interpreter), device options",
         ),
+        BackendInfo(
+            "braket:local",
+            "Amazon Braket's local simulator (OpenQASM 3 in Braket's dialect)",
+            "the braket extra",
+            "exact=0|1 (Braket's exact expectation values)",
+        ),
+        BackendInfo(
+            "braket:<device>",
+            "a QPU through Amazon Braket: ankaa-3, cepheus-1-108q (verbatim, physical qubits "
+            "kept), sv1; or its device ARN",
+            "AWS credentials (standard chain), the braket extra",
+            "tasks_per_job, max_parallel",
+        ),
     ]
 
 
@@ -106,6 +123,8 @@ def _factory(base: str) -> Callable[[str, BackendOptions], Backend]:
         return _rigetti
     if base.startswith("pennylane:"):
         return _pennylane
+    if base.startswith("braket:"):
+        return _braket
     known = [*_LOCAL, *fake_device_classes(), *HARDWARE_EXAMPLES]
     raise BackendNotFoundError(base, difflib.get_close_matches(base, known, n=2, cutoff=0.6))
 
@@ -158,6 +177,12 @@ def _pennylane(base: str, opts: BackendOptions) -> Backend:
     from .pennylane import open_pennylane
 
     return open_pennylane(base, opts)
+
+
+def _braket(base: str, opts: BackendOptions) -> Backend:
+    from .braket import open_braket
+
+    return open_braket(base, opts)
 
 
 _LOCAL: dict[str, Callable[[str, BackendOptions], Backend]] = {
