@@ -15,6 +15,7 @@
     ├── RunError                    a run directory that cannot be used as asked
     │   └── JournalError            a journal that is missing, empty, damaged or foreign
     └── RunInterrupted              Ctrl-C or a timeout; the journal is kept for --resume
+        └── BudgetExhausted         the next job would pass --max-total-shots / --max-qpu-seconds
 
 Bad arguments to functions are ValueError / TypeError naming the argument, as usual in
 Python. SDK exceptions are converted at the backend edge with ``raise ... from exc``.
@@ -85,6 +86,10 @@ class JobTooLargeError(PermanentBackendError):
 
 class RunInterrupted(QvitHwError):
     """A run was interrupted; finished jobs are in the journal for --resume."""
+
+
+class BudgetExhausted(RunInterrupted):
+    """The next job would exceed the run's budget; --resume with a larger one continues."""
 
 
 class RunError(QvitHwError):

@@ -68,6 +68,8 @@ class RunData:
     probs: np.ndarray  # (N, C) backend class probabilities
     probs_exact: np.ndarray  # (N, C)
     histograms: dict[str, np.ndarray] | None  # histograms.npz: row, counts, exact
+    shots_used: np.ndarray  # (N,) shots spent on each image's rows
+    flip_probability: np.ndarray  # (N,) probability that noise changed the prediction
 
     @property
     def name(self) -> str:
@@ -206,6 +208,7 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
     row per image of run.json."""
     header = ["image", "label", "pred", "pred_exact"]
     header += [f"prob_{c}" for c in range(classes)] + [f"prob_exact_{c}" for c in range(classes)]
+    header += ["shots_used", "flip_probability"]
     try:
         table = list(csv.reader(io.StringIO(file.read_bytes().decode(), newline="")))
     except (OSError, ValueError, csv.Error) as exc:  # ValueError: also UnicodeDecodeError
@@ -225,7 +228,9 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
         raise DataError(f"{file} has a row of the wrong length; {_AGAIN}")
     try:
         ints = np.array([[int(v) for v in r[:4]] for r in body], dtype=np.int64)
-        floats = np.array([[float(v) for v in r[4:]] for r in body], dtype=np.float64)
+        floats = np.array([[float(v) for v in r[4:-2]] for r in body], dtype=np.float64)
+        shots = np.array([int(r[-2]) for r in body], dtype=np.int64)
+        flip = np.array([float(r[-1]) for r in body], dtype=np.float64)
     except (ValueError, OverflowError) as exc:
         raise DataError(
             f"{file} holds a value that is not a number ({one_line(exc)}); {_AGAIN}"
@@ -238,6 +243,8 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
         problem = f"a label or prediction is not a class in 0..{classes - 1}"
     elif not (np.isfinite(floats).all() and (floats >= 0).all() and (floats <= 1).all()):
         problem = "a probability is not in [0, 1]"
+    elif (shots < 0).any() or not (np.isfinite(flip).all() and ((flip >= 0) & (flip <= 1)).all()):
+        problem = "a shot count is negative or a flip probability is not in [0, 1]"
     elif not np.allclose(floats.reshape(images, 2, classes).sum(axis=2), 1.0, atol=1e-6):
         problem = "its class probabilities do not sum to 1"
     elif not (
@@ -253,6 +260,8 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
         "pred_exact": ints[:, 3],
         "probs": probs,
         "probs_exact": probs_exact,
+        "shots_used": shots,
+        "flip_probability": flip,
     }
 
 
@@ -270,7 +279,7 @@ def _check_rows(rows: dict[str, np.ndarray], images: int, file: Path) -> None:
         r, n = len(qnn), rows["exact"].shape[1]
         for key in ROW_FIELDS:
             a = rows[key]
-            shape = (r,) if key in ("layer", "qnn", "image", "token") else (r, n)
+            shape = (r,) if key in ("layer", "qnn", "image", "token", "shots") else (r, n)
             floats = key in FLOAT_FIELDS  # float64, as the run wrote them
             if a.shape != shape or (a.dtype != np.float64 if floats else a.dtype.kind not in "iu"):
                 want = "float64" if floats else "int"

@@ -342,6 +342,15 @@ class _BackendBase:
     def _result_options(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def paid(self) -> bool:
+        """Whether jobs cost money (a live QPU): `qvit-hw run` asks before submitting."""
+        return False
+
+    def limit_execution_time(self, seconds: float | None) -> None:
+        """The QPU seconds the next jobs may use (a budget's remainder); services that
+        enforce such a limit themselves (IBM's ``max_execution_time``) take it."""
+
     def readout_errors(self) -> dict[int, tuple[float, float]]:
         from ..devices import readout_errors
 

@@ -114,6 +114,16 @@ class IBMRuntimeBackend(RemoteBackend):
         self._sampler: Any = None
         self._batch: Any = None
         self._jobs: dict[str, Any] = {}  # job id -> job object (submitted or re-attached)
+        self.max_execution_time: int | None = None  # `limit_execution_time`
+
+    @property
+    def paid(self) -> bool:
+        return self.service is not None  # live: IBM bills quantum seconds
+
+    def limit_execution_time(self, seconds: float | None) -> None:
+        """SamplerV2's ``max_execution_time`` for the next jobs: the service cancels a job
+        that would use more QPU seconds (a whole number, at least 1)."""
+        self.max_execution_time = None if seconds is None else max(1, int(seconds))
 
     def _result_options(self) -> dict[str, Any]:
         return {"local": self.service is None, "seed": self.seed, "twirling": self.twirling,
@@ -124,6 +134,8 @@ class IBMRuntimeBackend(RemoteBackend):
             _check_local_width(pubs, self.name)
         if self._sampler is None:
             self._sampler = self._sampler_factory()
+        if self.max_execution_time is not None:
+            self._sampler.options.max_execution_time = self.max_execution_time
         try:
             job = self._sampler.run([(p.circuit, p.values, p.shots) for p in pubs])
             job_id = str(job.job_id())

@@ -129,6 +129,10 @@ class RigettiBackend(RemoteBackend):
         self._jobs: dict[str, _Job] = {}
         self.compiles = 0  # quilc calls made (one per template and shot count)
 
+    @property
+    def paid(self) -> bool:
+        return self.name != "rigetti_qvm"  # a QCS QPU
+
     def _result_options(self) -> dict[str, Any]:
         return self.options
 

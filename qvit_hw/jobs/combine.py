@@ -47,6 +47,7 @@ class RowEstimates:
     counts: np.ndarray | None = None  # (S, 2^n) int64: shots per outcome, bit i = qubit i
     # (z, stderr) after each correction in turn (the last equals z, stderr); () without any
     stages: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    shots: np.ndarray | None = None  # (rows,) int: shots behind each row (0: exact)
 
 
 def combine(
@@ -62,13 +63,16 @@ def combine(
     per_template: list[list[tuple[int, JobResult]]] = [[] for _ in p.templates]
     for job, result in zip(p.jobs, results, strict=True):
         per_template[job.template].append((job.start, result))
-    z_all, se_all = [], []
+    z_all, se_all, shots_all = [], [], []
     samples: list[dict[int, np.ndarray]] = []  # per template: execution -> bits
     for parts in per_template:
         parts = sorted(parts, key=lambda x: x[0])
         pairs = [estimate(result.pubs[0]) for _, result in parts]
         z_all.append(np.concatenate([z for z, _ in pairs]))  # (E, clbits)
         se_all.append(np.concatenate([s for _, s in pairs]))
+        shots_all.append(
+            np.concatenate([np.full(r.pubs[0].rows, r.pubs[0].shots) for _, r in parts])
+        )  # (E,)
         samples.append(_sampled_executions(parts))
     out = []
     for slot in p.slots:
@@ -78,6 +82,7 @@ def combine(
         z = unpack(z_all[slot.template][slot.start : stop], k, n, slot.unique)  # (U, n)
         se = unpack(se_all[slot.template][slot.start : stop], k, n, slot.unique)
         qubits = np.asarray(t.placements)[np.arange(slot.unique) % k]  # (U, n)
+        shots = shots_all[slot.template][slot.start + np.arange(slot.unique) // k]  # (U,)
         z_c, se_c = z, se
         inv = slot.inverse
         stages = []
@@ -87,7 +92,15 @@ def combine(
         sampled, counts = _copy_histograms(samples[slot.template], slot, k, n)
         out.append(
             RowEstimates(
-                z_c[inv], se_c[inv], z[inv], se[inv], qubits[inv], sampled, counts, tuple(stages)
+                z_c[inv],
+                se_c[inv],
+                z[inv],
+                se[inv],
+                qubits[inv],
+                sampled,
+                counts,
+                tuple(stages),
+                shots[inv],
             )
         )
     return out

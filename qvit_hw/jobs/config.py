@@ -1,9 +1,10 @@
 """The settings of the job layer, each written and validated once.
 
-`SchedulerConfig` (shots, packing, job sizes, polling) and `RetryConfig` (backoff on
-transient errors) are plain frozen dataclasses: `qvit-hw run` reads its flags' defaults
-from them, `RunOptions` holds one of each, and the scheduler and `Retry` take them as
-they are. Messages name the command-line flag, which is how most users set them.
+`SchedulerConfig` (shots, packing, job sizes, polling, budgets), `RetryConfig` (backoff
+on transient errors) and `AdaptiveConfig` (``--shots auto``) are plain frozen
+dataclasses: `qvit-hw run` reads its flags' defaults from them, `RunOptions` holds them,
+and the scheduler, `Retry` and `adaptive.refine` take them as they are. Messages name
+the command-line flag, which is how most users set them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..transpile.packing import PACKINGS
 
@@ -50,9 +53,16 @@ class SchedulerConfig:
     job_timeout: float = DEFAULT_JOB_TIMEOUT
     poll_interval: float = 1.0  # seconds between status polls
     seed: int = 0  # transpiler seed
+    # budgets over the whole run (jobs found in the journal count too); not part of the
+    # run's identity, so a stopped run resumes with a larger one
+    max_total_shots: int | None = None
+    max_qpu_seconds: float | None = None  # estimated (`cost`); IBM also enforces it
 
     def __post_init__(self) -> None:
         _whole("shots", self.shots)
+        _whole("max_total_shots", self.max_total_shots, optional=True)
+        if self.max_qpu_seconds is not None:
+            _seconds("max_qpu_seconds", self.max_qpu_seconds, positive=True)
         _whole("max_in_flight", self.max_in_flight)
         _whole("max_copies", self.max_copies, optional=True)
         _whole("job_size", self.job_size, optional=True)
@@ -91,3 +101,39 @@ class RetryConfig:
     def waiting(cls, attempts: int = 8, wait: float = 1.0) -> RetryConfig:
         """``--retries`` and ``--retry-wait``: the first backoff and as much jitter."""
         return cls(attempts=attempts, initial=wait, jitter=wait)
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """``--shots auto``: the target, the first round's shots and the per-row ceiling."""
+
+    target_agreement: float = 0.99
+    initial_shots: int = 200
+    max_shots_per_row: int = 32000
+    draws: int = 400  # Monte Carlo draws per image and round
+    growth: int = 4  # most a row's shots grow per round
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        t = self.target_agreement
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.5 <= t < 1:
+            raise ValueError(f"--target-agreement must be in [0.5, 1), got {t!r}")
+        for name in ("initial_shots", "max_shots_per_row", "draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value!r}")
+        if self.max_shots_per_row < self.initial_shots:
+            raise ValueError(
+                f"--max-shots-per-row ({self.max_shots_per_row}) must be >= --initial-shots "
+                f"({self.initial_shots})"
+            )
+        if self.growth < 2:
+            raise ValueError(f"growth must be >= 2, got {self.growth}")
+
+    @property
+    def ladder(self) -> np.ndarray:
+        """The cumulative shot counts a row may have: initial x 2^k, capped at the ceiling."""
+        levels = [self.initial_shots]
+        while levels[-1] < self.max_shots_per_row:
+            levels.append(min(2 * levels[-1], self.max_shots_per_row))
+        return np.array(levels)

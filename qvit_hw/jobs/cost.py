@@ -57,6 +57,23 @@ def rep_delay(device_object: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def seconds_per_shot(circuit: QuantumCircuit, backend: Any) -> float | None:
+    """One shot of ``circuit`` on ``backend``: its repetition delay + the circuit's duration
+    (None where the backend has no device with durations, e.g. an ideal simulator)."""
+    device = backend.target.device
+    if device is None:
+        return None
+    duration = circuit_seconds(circuit, device)
+    delay = rep_delay(getattr(backend, "device", None))
+    return None if duration is None or delay is None else delay + duration
+
+
+def job_overhead(backend: Any) -> float:
+    """Seconds per job on ``backend``'s family (0 where unknown)."""
+    family = backend.name.split("_", 1)[0].removeprefix("fake")
+    return JOB_OVERHEAD.get(family or "ibm", 0.0)
+
+
 def qpu_seconds(
     executions: int, shots: int, jobs: int, seconds_per_shot: float | None, job_overhead: float
 ) -> float | None:

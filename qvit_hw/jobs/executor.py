@@ -41,23 +41,46 @@ ROW_FIELDS = (
     "estimate_raw",  # (R, n) float64: before readout mitigation
     "stderr_raw",  # (R, n) float64
     "qubits",  # (R, n) int: physical qubit of each value
+    "shots",  # (R,) int: shots behind the row's estimate (0: exact; adaptive: every round's)
 )
+
+
+@dataclass
+class LayerCall:
+    """One QNN layer of one batch: its inputs and the estimates it was given."""
+
+    layer: int
+    spec: QNNSpec
+    names: list[str]  # qualified QNN names, "block<layer>.<name>"
+    weights: np.ndarray  # (Q, P, 2) float64
+    angles: np.ndarray  # (B*T, n) float64
+    tokens: int
+    estimates: list[RowEstimates]  # one per QNN, rows (B*T, n)
+
+    @property
+    def z(self) -> np.ndarray:
+        return np.stack([e.z for e in self.estimates], axis=1)  # (B*T, Q, n)
 
 
 @dataclass
 class _Batch:
     image_ids: np.ndarray  # (B,)
     layer: int = 0
-    # per layer: its angles (B*T, n) and estimates, for `replay`
-    calls: list[tuple[np.ndarray, Sequence[RowEstimates]]] = field(default_factory=list)
+    calls: list[LayerCall] = field(default_factory=list)  # per layer, for `replay`
+    recorded: bool = False
 
 
 class SchedulerExecutor:
-    """Executor ``(spec, weights (Q,P,2), angles (B,T,n), names) -> <Z> (B,T,Q,n)``."""
+    """Executor ``(spec, weights (Q,P,2), angles (B,T,n), names) -> <Z> (B,T,Q,n)``.
+
+    Rows of a batch are recorded by `end_batch`, so a caller may refine a layer's
+    estimates first (adaptive shots replace `LayerCall.estimates` with pooled ones).
+    """
 
     def __init__(self, runner: QNNRunner, *, record: bool = True) -> None:
         self.runner = runner
         self.record = record
+        self.shots: int | None = None  # per circuit for the next calls (None: the runner's)
         self.names: list[str] = []
         self._rows: list[dict[str, np.ndarray]] = []
         self._hists: list[dict[str, np.ndarray]] = []
@@ -66,10 +89,30 @@ class SchedulerExecutor:
         self._batch: _Batch | None = None
         self.label = ""
 
+    @property
+    def batch(self) -> list[LayerCall]:
+        """The current batch's layer calls (empty before any)."""
+        return [] if self._batch is None else self._batch.calls
+
     def begin_batch(self, image_ids: Sequence[int] | np.ndarray, label: str = "") -> None:
         """Name the images of the next forward pass (rows are recorded under these ids)."""
+        self.end_batch()
         self._batch = _Batch(np.asarray(image_ids, dtype=np.int64))
         self.label = label
+
+    def end_batch(self) -> None:
+        """Record the current batch's rows (once; `begin_batch` and `rows` call it too)."""
+        batch = self._batch
+        if batch is None or batch.recorded or not self.record:
+            return
+        batch.recorded = True
+        for call in batch.calls:
+            self._record_stages(call.estimates)
+            exact = expectations(
+                call.spec, torch.from_numpy(call.angles)[:, None, :], torch.from_numpy(call.weights)
+            )  # (B*T, Q, n)
+            self._record_histograms(call.spec, call.weights, call.angles, call.estimates)
+            self._record(call, batch.image_ids, exact.numpy())
 
     def __call__(
         self, spec: QNNSpec, weights: Tensor, angles: Tensor, names: Sequence[str] = ()
@@ -77,7 +120,9 @@ class SchedulerExecutor:
         b, t, n = angles.shape
         q = weights.shape[0]
         names = list(names) or [f"qnn{i}" for i in range(q)]
-        batch = self._batch if self._batch is not None else _Batch(np.arange(b))
+        if self._batch is None or self._batch.recorded:
+            self._batch = _Batch(np.arange(b))
+        batch = self._batch
         if len(batch.image_ids) != b:
             raise ValueError(f"begin_batch named {len(batch.image_ids)} images, the batch has {b}")
         layer = batch.layer
@@ -86,15 +131,10 @@ class SchedulerExecutor:
         w = weights.detach().to("cpu", torch.float64).numpy()  # (Q, P, 2)
         qualified = [f"block{layer}.{name}" for name in names]
         calls = [QNNCall(qualified[i], spec, w[i], x) for i in range(q)]
-        estimates = self.runner.run(calls, f"{self.label} layer {layer}".strip())
-        z = np.stack([e.z for e in estimates], axis=1)  # (B*T, Q, n)
-        batch.calls.append((x, estimates))
-        if self.record:
-            self._record_stages(estimates)
-            exact = expectations(spec, torch.from_numpy(x)[:, None, :], torch.from_numpy(w))
-            self._record_histograms(spec, w, x, estimates)
-            self._record(layer, qualified, batch.image_ids, t, x, exact.numpy(), estimates)
-        return torch.from_numpy(z.reshape(b, t, q, n)).to(angles.dtype)
+        estimates = self.runner.run(calls, f"{self.label} layer {layer}".strip(), self.shots)
+        call = LayerCall(layer, spec, qualified, w, x, t, estimates)
+        batch.calls.append(call)
+        return torch.from_numpy(call.z.reshape(b, t, q, n)).to(angles.dtype)
 
     def replay(self, stage: int) -> Callable[..., Tensor]:
         """An executor giving the last batch's estimates as they were after correction
@@ -109,7 +149,8 @@ class SchedulerExecutor:
 
         def execute(spec: QNNSpec, weights: Tensor, angles: Tensor, names: Sequence[str] = ()):
             b, t, n = angles.shape
-            x, estimates = next(layers)
+            call = next(layers)
+            x, estimates = call.angles, call.estimates
             here = angles.detach().to("cpu", torch.float64).reshape(b * t, n).numpy()
             if not np.array_equal(here, x):
                 raise StageUnavailable("a later layer's angles differ from the recorded ones")
@@ -129,6 +170,7 @@ class SchedulerExecutor:
     def stages(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Every recorded row after each correction: z and stderr (R, S, n), rows in the
         order of `rows`; None without corrections."""
+        self.end_batch()
         if not self._stages or self._stages[0][0] is None:
             return None
         return (
@@ -136,36 +178,28 @@ class SchedulerExecutor:
             np.concatenate([s for _, s in self._stages]),
         )
 
-    def _record(
-        self,
-        layer: int,
-        names: list[str],
-        image_ids: np.ndarray,
-        tokens: int,
-        x: np.ndarray,
-        exact: np.ndarray,  # (B*T, Q, n)
-        estimates: Sequence,
-    ) -> None:
-        rows = len(x)
-        for i, (name, est) in enumerate(zip(names, estimates, strict=True)):
+    def _record(self, call: LayerCall, image_ids: np.ndarray, exact: np.ndarray) -> None:
+        rows = len(call.angles)
+        for i, (name, est) in enumerate(zip(call.names, call.estimates, strict=True)):
             if name not in self.names:
                 self.names.append(name)
             self._rows.append(
                 {
-                    "layer": np.full(rows, layer),
+                    "layer": np.full(rows, call.layer),
                     "qnn": np.full(rows, self.names.index(name)),
-                    "image": np.repeat(image_ids, tokens),
-                    "token": np.tile(np.arange(tokens), len(image_ids)),
-                    "angles": x,
+                    "image": np.repeat(image_ids, call.tokens),
+                    "token": np.tile(np.arange(call.tokens), len(image_ids)),
+                    "angles": call.angles,
                     "exact": exact[:, i],
                     "estimate": est.z,
                     "stderr": est.stderr,
                     "estimate_raw": est.z_raw,
                     "stderr_raw": est.stderr_raw,
                     "qubits": est.qubits,
+                    "shots": est.shots if est.shots is not None else np.zeros(rows, np.int64),
                 }
             )
-        self._recorded += rows * len(names)
+        self._recorded += rows * len(call.names)
 
     def _record_histograms(
         self, spec: QNNSpec, w: np.ndarray, x: np.ndarray, estimates: Sequence
@@ -188,12 +222,14 @@ class SchedulerExecutor:
         """Sampled rows: ``row`` (S,) ids into `rows`, measured ``counts`` (S, 2^n) and the
         ``exact`` outcome distribution (S, 2^n), bit i of an outcome = qubit i (None if the
         backend kept no shots)."""
+        self.end_batch()
         if not self._hists:
             return None
         return {k: np.concatenate([h[k] for h in self._hists]) for k in ("row", "counts", "exact")}
 
     def rows(self) -> dict[str, np.ndarray]:
         """Every recorded row, as arrays named by `ROW_FIELDS` (plus ``names``)."""
+        self.end_batch()
         if not self._rows:
             raise ValueError("no rows recorded yet")
         out = {f: np.concatenate([r[f] for r in self._rows]) for f in ROW_FIELDS}

@@ -47,7 +47,8 @@ from ..backends.base import backend_identity
 from ..errors import DataError, RunError, RunInterrupted, one_line
 from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
 from ..model import VisionTransformer
-from .config import RetryConfig, SchedulerConfig
+from .adaptive import flip_probability, refine
+from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .journal import Journal
 from .mitigation import parse_mitigation
@@ -56,6 +57,7 @@ from .runner import QNNRunner
 
 if TYPE_CHECKING:
     from ..data import ImageSet, Normalization
+    from .preview import Preview
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.sqlite"
@@ -82,6 +84,7 @@ IDENTITY_KEYS = (
     "job_size",
     "seed",
     "calibration_rows",
+    "adaptive",
 )
 
 
@@ -99,6 +102,9 @@ class RunOptions:
     data_root: str | None = None
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    # --shots auto: rounds of shots to a target agreement (None: every row gets
+    # scheduler.shots; with it, scheduler.shots is what calibration jobs take)
+    adaptive: AdaptiveConfig | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "limit"):
@@ -111,6 +117,7 @@ class RunOptions:
         """Flat settings for run.json (the job layer's fields beside the run's own)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("scheduler", "retry")}
         out.update(asdict(self.scheduler))
+        out["adaptive"] = None if self.adaptive is None else asdict(self.adaptive)
         out.update(retries=self.retry.attempts, retry_wait=self.retry.initial)
         out["bundle"] = str(Path(self.bundle).resolve())
         out["backend_name"] = parse_name(self.backend)[0]
@@ -137,8 +144,13 @@ def run_bundle(
     console: Any = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    confirm: Callable[[Preview], bool] | None = None,
 ) -> RunSummary:
     """Run ``options.bundle`` on ``options.backend``; outputs go to ``out``.
+
+    On a paid backend (a live QPU) with ``confirm`` given, the run is planned first
+    (`preview`) and goes on only if ``confirm(preview)`` is true (`qvit-hw run` asks on a
+    terminal or needs --yes); calling this function without it is the caller's consent.
 
     Everything is checked (backend name and limits, bundle, data set, the folder) before
     ``out`` is created. Then ``out`` is locked for the whole run, the journal is opened and
@@ -151,6 +163,11 @@ def run_bundle(
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
     model, data, norm = _load(options)
+    if confirm is not None and backend.paid:
+        from .preview import preview
+
+        if not confirm(preview(options, backend, (model, data, norm))):
+            raise RunError(f"{backend.name}: not confirmed; nothing was submitted")
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
     settings["identity"] = {
@@ -210,14 +227,12 @@ def _run_locked(
         start = time.perf_counter()
         try:
             with _signals_as_interrupts(), progress if progress is not None else nullcontext():
-                logits, exact, stages = _infer(
+                inferred = _infer(
                     model, data, norm, executor, options.batch_size, progress,
-                    len(runner.mitigation),
+                    len(runner.mitigation), options.adaptive,
                 )  # fmt: skip
             wall = time.perf_counter() - start
-            return _finish(
-                out, settings, data, executor, runner, journal, logits, exact, stages, wall
-            )
+            return _finish(out, settings, data, executor, runner, journal, inferred, wall)
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
             _set_status(
@@ -284,6 +299,20 @@ def _load(options: RunOptions) -> tuple[VisionTransformer, ImageSet, Normalizati
     return model, data.first(options.limit), norm
 
 
+@dataclass
+class Inferred:
+    """What `_infer` computed, per batch (logits) or per image."""
+
+    logits: list[torch.Tensor]  # (B, C) per batch, through the backend
+    exact: list[torch.Tensor]  # (B, C) per batch, the exact model
+    # per correction stage: the logits before it (None where it cannot be replayed)
+    stages: list[list[torch.Tensor] | None]
+    flip: list[np.ndarray]  # (B,) per batch: probability the prediction is not the exact one's
+    shots: list[np.ndarray]  # (B,) per batch: shots spent on the image's rows
+    rounds: list[dict[str, Any]]  # adaptive: per batch and round, shots and active images
+    preds: list[list[np.ndarray]]  # adaptive: per batch, the predictions after each round
+
+
 def _infer(
     model: VisionTransformer,
     data: ImageSet,
@@ -292,35 +321,93 @@ def _infer(
     batch_size: int,
     progress: Any,
     corrections: int = 0,
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor] | None]]:
+    adaptive: AdaptiveConfig | None = None,
+) -> Inferred:
     """Logits per batch through the backend (the executor) and through the exact model;
-    and, with ``corrections`` > 0, the logits the estimates would give before the last
-    correction, stage by stage (raw, after the first, ...; None where a stage cannot be
-    replayed without new jobs), from the same results."""
+    with ``adaptive``, after its rounds of shots (`adaptive.refine`); per image, the
+    probability that noise changed its prediction and the shots spent; and, with
+    ``corrections`` > 0, the logits the estimates would give before the last correction,
+    stage by stage (raw, after the first, ...; None where a stage cannot be replayed
+    without new jobs), from the same results."""
     from ..data import to_tensor
 
-    logits, exact_logits = [], []
-    stages: list[list[torch.Tensor] | None] = [[] for _ in range(corrections)]
+    result = Inferred([], [], [[] for _ in range(corrections)], [], [], [], [])
     batches = range(0, len(data), batch_size)
     task = progress.add_task("images", total=len(data)) if progress is not None else None
+    executor.shots = None if adaptive is None else adaptive.initial_shots
+    draws = AdaptiveConfig().draws if adaptive is None else adaptive.draws
     for number, a in enumerate(batches, 1):
         x = to_tensor(np.asarray(data.images[a : a + batch_size]), norm)  # (B, 3, S, S)
         executor.begin_batch(np.arange(a, a + len(x)), f"batch {number}/{len(batches)}")
+        logits_of = _logits_of(model, x)
         with torch.no_grad():
-            exact_logits.append(model(x).double())
+            result.exact.append(model(x).double())
             with model.executor(executor):
-                logits.append(model(x).double())
+                logits = model(x).double()
+        if adaptive is not None:
+            done = refine(executor, logits_of, adaptive, number)
+            z = torch.from_numpy(_layer_z(executor, len(x)))[None]
+            logits = logits_of(z, np.arange(len(x)))[0].double()
+            result.flip.append(done.flip)
+            result.shots.append(done.shots)
+            result.rounds += [{"batch": number, **r} for r in done.rounds]
+            result.preds.append(done.preds)
+        else:
+            z, se = _layer_z(executor, len(x)), _layer_z(executor, len(x), "stderr")
+            seed = np.random.default_rng([AdaptiveConfig().seed, number])
+            threshold = 1 - AdaptiveConfig().target_agreement
+            result.flip.append(flip_probability(logits_of, z, se, draws, seed, threshold)[0])
+            result.shots.append(_image_shots(executor, len(x)))
+        result.logits.append(logits.detach())
+        with torch.no_grad():
             for s in range(corrections):  # s = 0: raw; s: after correction s - 1
-                if stages[s] is None:
+                if result.stages[s] is None:
                     continue
                 try:
                     with model.executor(executor.replay(s - 1)):
-                        stages[s].append(model(x).double())  # type: ignore[union-attr]
+                        result.stages[s].append(model(x).double())  # type: ignore[union-attr]
                 except StageUnavailable:
-                    stages[s] = None
+                    result.stages[s] = None
+        executor.end_batch()
         if task is not None:
             progress.advance(task, len(x))
-    return logits, exact_logits, stages
+    return result
+
+
+def _logits_of(model: VisionTransformer, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's logits on images ``x[images]`` (b, ...) from given values
+    z (M, b, T, Q, n) of its (one) QNN layer -> (M, b, C)."""
+
+    def logits_of(z: torch.Tensor, images: np.ndarray) -> torch.Tensor:
+        m, b = z.shape[:2]
+        flat = z.reshape(m * b, *z.shape[2:])
+
+        def given(spec: Any, weights: torch.Tensor, angles: torch.Tensor, names: Any = ()):
+            return flat.to(angles.dtype)
+
+        with model.executor(given):
+            return model(x[images].repeat(m, 1, 1, 1)).reshape(m, b, -1)
+
+    return logits_of
+
+
+def _layer_z(executor: SchedulerExecutor, images: int, field: str = "z") -> np.ndarray:
+    """The batch's (one) QNN layer's estimates or stderr: (B, T, Q, n)."""
+    (call,) = executor.batch[:1] or [None]
+    if call is None:
+        raise ValueError("the model ran no QNN layer")
+    values = np.stack([getattr(e, field) for e in call.estimates], axis=1)  # (B*T, Q, n)
+    return values.reshape(images, call.tokens, *values.shape[1:])
+
+
+def _image_shots(executor: SchedulerExecutor, images: int) -> np.ndarray:
+    """Shots spent on each image's rows over the batch's QNN layers: (B,)."""
+    total = np.zeros(images, dtype=np.int64)
+    for call in executor.batch:
+        for est in call.estimates:
+            if est.shots is not None:
+                total += est.shots.reshape(images, call.tokens).sum(axis=1)
+    return total
 
 
 def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
@@ -366,14 +453,13 @@ def _finish(
     executor: SchedulerExecutor,
     runner: QNNRunner,
     journal: Journal,
-    logits: list[torch.Tensor],
-    exact_logits: list[torch.Tensor],
-    stage_logits: list[list[torch.Tensor] | None],
+    inferred: Inferred,
     wall: float,
 ) -> RunSummary:
-    probs = torch.cat(logits).softmax(dim=1).numpy()  # (N, C)
-    exact = torch.cat(exact_logits).softmax(dim=1).numpy()
+    probs = torch.cat(inferred.logits).softmax(dim=1).numpy()  # (N, C)
+    exact = torch.cat(inferred.exact).softmax(dim=1).numpy()
     pred, pred_exact = probs.argmax(axis=1), exact.argmax(axis=1)
+    flip, shots = np.concatenate(inferred.flip), np.concatenate(inferred.shots)  # (N,)
     rows = executor.rows()
     stats = runner.stats
     images = len(data)
@@ -387,8 +473,16 @@ def _finish(
         "rows_per_image": stats.rows / images,
         "packing": {name: t["copies"] for name, t in stats.templates.items()},
         "templates": stats.templates,
+        "data_shots": int(shots.sum()),
+        "shots_per_image": float(shots.mean()),
+        **_qpu_seconds(stats),
     }
-    write_atomic(out / "predictions.csv", _predictions_csv(data, pred, pred_exact, probs, exact))
+    if inferred.rounds:
+        cost["adaptive"] = _adaptive_summary(inferred, pred_exact)
+    write_atomic(
+        out / "predictions.csv",
+        _predictions_csv(data, pred, pred_exact, probs, exact, shots, flip),
+    )
     buf = io.BytesIO()
     np.savez_compressed(buf, **rows)
     write_atomic(out / "rows.npz", buf.getvalue())
@@ -417,7 +511,7 @@ def _finish(
     }
     result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
     result["stages"] = _stage_table(
-        runner.mitigation, rows, executor, stage_logits, pred, pred_exact
+        runner.mitigation, rows, executor, inferred.stages, pred, pred_exact
     )
     write_json(out / "corrections.json", {"stages": result["stages"], "fitted": corrections})
     outputs = {  # so the report refuses outputs edited after the run
@@ -472,8 +566,48 @@ def _stage_table(
     return table
 
 
+def _qpu_seconds(stats: Any) -> dict[str, Any]:
+    """QPU seconds for cost.json: the service's own numbers where it reports them, else the
+    `cost` model's estimate, labelled by where they come from."""
+    if stats.qpu_seconds is not None:
+        source = "reported by the service"
+    elif stats.qpu_seconds_estimated is not None:
+        source = "estimated (qvit_hw.jobs.cost: repetition delay + circuit duration per shot)"
+    else:
+        source = "unknown: the backend's device gives no durations (an ideal simulator)"
+    return {"qpu_seconds_source": source}
+
+
+def _adaptive_summary(inferred: Inferred, pred_exact: np.ndarray) -> dict[str, Any]:
+    """Per round over every batch: cumulative shots and agreement (an image that stopped
+    keeps its prediction); and the distribution of shots per row."""
+    depth = max(len(p) for p in inferred.preds)
+    preds = np.concatenate(
+        [np.stack([p[min(r, len(p) - 1)] for r in range(depth)], axis=1) for p in inferred.preds]
+    )  # (N, rounds)
+    per_batch: dict[int, list[int]] = {}
+    for r in inferred.rounds:
+        per_batch.setdefault(r["batch"], []).append(r["shots"])
+    cumulative = [  # a batch that stopped keeps its shots
+        sum(v[min(k, len(v) - 1)] for v in per_batch.values()) for k in range(depth)
+    ]
+    return {
+        "rounds": [
+            {"round": k + 1, "shots": cumulative[k],
+             "agreement": float((preds[:, k] == pred_exact).mean())}
+            for k in range(depth)
+        ],
+    }  # fmt: skip
+
+
 def _predictions_csv(
-    data: ImageSet, pred: np.ndarray, pred_exact: np.ndarray, probs: np.ndarray, exact: np.ndarray
+    data: ImageSet,
+    pred: np.ndarray,
+    pred_exact: np.ndarray,
+    probs: np.ndarray,
+    exact: np.ndarray,
+    shots: np.ndarray,
+    flip: np.ndarray,
 ) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -482,12 +616,14 @@ def _predictions_csv(
         ["image", "label", "pred", "pred_exact"]
         + [f"prob_{c}" for c in classes]
         + [f"prob_exact_{c}" for c in classes]
+        + ["shots_used", "flip_probability"]
     )
     for i in range(len(pred)):
         writer.writerow(
             [i, int(data.labels[i]), int(pred[i]), int(pred_exact[i])]
             + [f"{v:.17g}" for v in probs[i]]
             + [f"{v:.17g}" for v in exact[i]]
+            + [int(shots[i]), f"{flip[i]:.6g}"]
         )
     return buf.getvalue().encode()
 

@@ -16,8 +16,14 @@ from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
 from .combine import Correction, RowEstimates, combine
 from .config import SchedulerConfig
-from .mitigation import CalibrationContext, ReadoutCalibration, mitigations, parse_mitigation
-from .plan import Plan, QNNCall, Template, plan
+from .mitigation import (
+    CalibrationContext,
+    Mitigation,
+    ReadoutCalibration,
+    mitigations,
+    parse_mitigation,
+)
+from .plan import Plan, PlannedJob, QNNCall, Template, plan
 from .scheduler import Scheduler, SchedulerStats
 
 
@@ -77,42 +83,65 @@ class QNNRunner:
             }
         return self._templates[spec]
 
-    def plan(self, calls: Sequence[QNNCall]) -> Plan:
+    def plan(self, calls: Sequence[QNNCall], shots: int | None = None) -> Plan:
+        """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots)."""
+        shots = self.config.shots if shots is None else shots
         return plan(
             calls,
             self.template,
             backend=identity_key(self.backend),
-            shots=self.config.shots,
-            job_size=self.job_size,
+            shots=shots,
+            job_size=self.scheduler.job_size_for(shots),
         )
 
-    def run(self, calls: Sequence[QNNCall], description: str = "jobs") -> list[RowEstimates]:
+    def run(
+        self, calls: Sequence[QNNCall], description: str = "jobs", shots: int | None = None
+    ) -> list[RowEstimates]:
         """Estimates for every row of every call, in call order."""
-        p = self.plan(calls)
-        results = self.scheduler.execute(p.jobs, description)
-        self.stats.calls += len(calls)
-        self.stats.rows += p.rows
-        self.stats.unique_rows += p.unique_rows
-        specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
-        return combine(p, results, [self.corrections(spec) for spec in specs])
+        return self.run_groups([(calls, shots)], description)[0]
+
+    def run_groups(
+        self,
+        groups: Sequence[tuple[Sequence[QNNCall], int | None]],
+        description: str = "jobs",
+    ) -> list[list[RowEstimates]]:
+        """Several sets of calls, each at its own shots, executed as one batch of jobs (so
+        they are in flight together): per group, estimates for every row of every call."""
+        plans = [self.plan(calls, shots) for calls, shots in groups]
+        results = self.scheduler.execute([j for p in plans for j in p.jobs], description)
+        out, start = [], 0
+        for (calls, _), p in zip(groups, plans, strict=True):
+            mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
+            self.stats.calls += len(calls)
+            self.stats.rows += p.rows
+            self.stats.unique_rows += p.unique_rows
+            specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
+            out.append(combine(p, mine, [self.corrections(spec) for spec in specs]))
+        return out
 
     def corrections(self, spec: QNNSpec) -> list[Correction]:
         """The run's corrections for ``spec``'s template, fitted on first use, in order:
         each on calibration estimates that the ones before it have corrected."""
         if spec not in self._corrections:
-            template = self.template(spec)
-            context = CalibrationContext(
-                self.backend, self.config.shots, self.job_size, self.config.calibration_rows
-            )
+            template, context = self.template(spec), self.calibration_context()
             fitted: list[Correction] = []
-            for m in mitigations(self.mitigation):
-                jobs = m.calibration_jobs(template, context)
+            for m, jobs in self.calibration_plan(spec):
                 results = self.scheduler.execute(jobs, f"{m.name} calibration") if jobs else []
                 self.stats.calibration_jobs += len(jobs)
                 self.stats.calibration_executions += sum(j.executions for j in jobs)
                 fitted.append(m.fit(template, results, context, fitted))
             self._corrections[spec] = fitted
         return self._corrections[spec]
+
+    def calibration_context(self) -> CalibrationContext:
+        return CalibrationContext(
+            self.backend, self.config.shots, self.job_size, self.config.calibration_rows
+        )
+
+    def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:
+        """Each mitigation of the run with the calibration jobs it needs for ``spec`` (pure)."""
+        template, context = self.template(spec), self.calibration_context()
+        return [(m, m.calibration_jobs(template, context)) for m in mitigations(self.mitigation)]
 
     def fitted(self) -> dict[str, dict[str, Any]]:
         """The fitted corrections so far: template circuit name -> mitigation name -> the

@@ -7,6 +7,10 @@
                  backoff (`Retry`); the job id is journaled before Ctrl-C can stop us
     poll         every ``poll_interval`` seconds, by the injected ``clock`` and ``sleep``
     result       checked against the job's shape and journaled
+    budgets      before a job that would take the run past ``max_total_shots`` or
+                 ``max_qpu_seconds`` (estimated by `cost`; jobs found in the journal count
+                 too) the run stops (BudgetExhausted), resumable with a larger budget;
+                 services that enforce a time limit get the remainder before each submit
     interrupts   a job that does not finish within ``job_timeout`` stops the run
                  (RunInterrupted) with its id kept, so ``--resume`` re-attaches to it; a
                  job the backend no longer knows (a local job of an ended process) is
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, JobResult, JobStatus
-from ..errors import BackendError, PermanentBackendError, RunInterrupted
+from ..errors import BackendError, BudgetExhausted, PermanentBackendError, RunError, RunInterrupted
 from .config import SchedulerConfig
 from .journal import DONE, SUBMITTED, Journal
 from .plan import PlannedJob
@@ -66,6 +70,7 @@ class SchedulerStats:
     resubmitted: int = 0  # jobs the backend had lost (submitted again)
     retries: int = 0  # transient errors retried
     qpu_seconds: float | None = None  # where the backend reports it
+    qpu_seconds_estimated: float | None = None  # `cost` model, where the device gives durations
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,14 +93,21 @@ class Scheduler:
     ) -> None:
         self.backend = backend
         self.config = config if config is not None else SchedulerConfig()
-        capacity = backend.target.job_capacity(self.config.shots)  # JobTooLargeError if none
-        limits = [x for x in (self.config.job_size, capacity) if x is not None]
-        self.job_size = min(limits) if limits else None
+        self.job_size = self.job_size_for(self.config.shots)  # JobTooLargeError if none fits
         self.journal = journal if journal is not None else Journal()
         self.retry = retry if retry is not None else Retry(sleep=sleep, clock=clock)
         self.clock, self.sleep = clock, sleep
         self.progress = progress
         self.stats = SchedulerStats()
+        self.committed_shots = 0  # shots of every job reused, in flight or submitted
+        self.committed_seconds = 0.0  # and their estimated QPU seconds
+        self._per_shot: dict[str, float | None] = {}  # circuit name -> seconds per shot
+
+    def job_size_for(self, shots: int) -> int | None:
+        """Most executions per job at ``shots`` shots: --job-size and the backend's limits."""
+        capacity = self.backend.target.job_capacity(shots)
+        limits = [x for x in (self.config.job_size, capacity) if x is not None]
+        return min(limits) if limits else None
 
     def execute(self, jobs: Sequence[PlannedJob], description: str = "jobs") -> list[JobResult]:
         """Results of ``jobs`` (in order), from the journal or the backend.
@@ -118,6 +130,7 @@ class Scheduler:
             while todo or in_flight:
                 while todo and len(in_flight) < self.config.max_in_flight:
                     job = todo.popleft()
+                    self._commit(job, check=True)
                     in_flight[job.payload] = _Flight(
                         job, self._submit(job, label(job)), self.clock()
                     )
@@ -162,14 +175,66 @@ class Scheduler:
             cached = self.journal.result(job.payload) if record and record.status == DONE else None
             if cached is not None:
                 results[job.payload] = cached
+                self._commit(job, check=False)
                 self._account(job, cached)
                 self.stats.reused += 1
             elif record is not None and record.status == SUBMITTED and record.job_id:
                 in_flight[job.payload] = _Flight(job, record.job_id, self.clock())
+                self._commit(job, check=False)
                 self.stats.reattached += 1
             else:
                 todo.append(job)
         return results, todo, in_flight
+
+    def job_cost(self, job: PlannedJob) -> tuple[int, float | None]:
+        """Shots and estimated QPU seconds of ``job`` (None: no estimate for this device)."""
+        from .cost import job_overhead, seconds_per_shot
+
+        shots, seconds = 0, 0.0
+        for pub in job.pubs:
+            name = pub.circuit.name
+            if name not in self._per_shot:
+                self._per_shot[name] = seconds_per_shot(pub.circuit, self.backend)
+            per_shot = self._per_shot[name]
+            shots += pub.rows * pub.shots
+            seconds = (
+                None
+                if per_shot is None or seconds is None
+                else seconds + pub.rows * pub.shots * per_shot
+            )
+        return shots, None if seconds is None else seconds + job_overhead(self.backend)
+
+    def _commit(self, job: PlannedJob, *, check: bool) -> None:
+        """Count ``job`` against the budgets; with ``check``, first stop the run if it
+        would exceed one (nothing of it has been paid for yet)."""
+        shots, seconds = self.job_cost(job)
+        limit_shots, limit_seconds = self.config.max_total_shots, self.config.max_qpu_seconds
+        if check and limit_seconds is not None and seconds is None:
+            raise RunError(
+                f"--max-qpu-seconds: {self.backend.name} gives no QPU-time estimate (its "
+                "device has no instruction durations); use --max-total-shots"
+            )
+        if check and limit_shots is not None and self.committed_shots + shots > limit_shots:
+            raise BudgetExhausted(
+                f"the next job ({shots:,} shots) would take the run past --max-total-shots "
+                f"{limit_shots:,} ({self.committed_shots:,} committed); finished jobs are "
+                "journaled: --resume with a larger budget continues"
+            )
+        if check and limit_seconds is not None and seconds is not None:
+            if self.committed_seconds + seconds > limit_seconds:
+                raise BudgetExhausted(
+                    f"the next job (about {seconds:.1f} QPU s) would take the run past "
+                    f"--max-qpu-seconds {limit_seconds:g} ({self.committed_seconds:.1f} s "
+                    "committed); finished jobs are journaled: --resume with a larger budget "
+                    "continues"
+                )
+            limit = getattr(self.backend, "limit_execution_time", None)  # optional in Backend
+            if limit is not None:
+                limit(limit_seconds - self.committed_seconds)
+        self.committed_shots += shots
+        if seconds is not None:
+            self.committed_seconds += seconds
+            self.stats.qpu_seconds_estimated = (self.stats.qpu_seconds_estimated or 0.0) + seconds
 
     def _poll(self, flight: _Flight, label: str) -> JobResult | object | None:
         """The job's result once done (journaled), `_LOST` if the backend lost it, or None."""

@@ -1,0 +1,144 @@
+"""What a run will cost before it is paid for: `qvit-hw run --dry-run`.
+
+`preview` plans the whole run exactly as `run_bundle` would (the same runner, templates,
+dedup, packing and job limits; calibration jobs included) and submits nothing: each
+batch's QNN rows are planned, then the exact simulator stands in for their results so
+the model goes on to the next batch. For an adaptive run (``--shots auto``) it plans the
+first round (every row at ``initial_shots``) and the ceiling (every row at
+``max_shots_per_row``). QPU seconds come from `cost` (None where the device gives no
+durations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..model import exact_executor
+from .plan import QNNCall
+from .runner import QNNRunner
+
+if TYPE_CHECKING:
+    from .plan import PlannedJob
+    from .run import RunOptions
+
+
+@dataclass
+class Tally:
+    """Jobs, executions, shots and estimated QPU seconds of a set of planned jobs."""
+
+    jobs: int = 0
+    executions: int = 0
+    shots: int = 0
+    qpu_seconds: float | None = 0.0
+
+    def add(self, jobs: list[PlannedJob], runner: QNNRunner) -> None:
+        for job in jobs:
+            shots, seconds = runner.scheduler.job_cost(job)
+            self.jobs += 1
+            self.executions += job.executions
+            self.shots += shots
+            self.qpu_seconds = (
+                None if seconds is None or self.qpu_seconds is None else self.qpu_seconds + seconds
+            )
+
+
+@dataclass
+class Preview:
+    """A planned run: data rows, calibration and (adaptive) the ceiling."""
+
+    backend: str
+    images: int
+    rows: int = 0
+    unique_rows: int = 0
+    data: Tally = field(default_factory=Tally)  # every row at the run's (first-round) shots
+    calibration: Tally = field(default_factory=Tally)
+    ceiling: Tally | None = None  # adaptive: every row at --max-shots-per-row
+
+    @property
+    def total(self) -> Tally:
+        t = Tally()
+        for part in (self.data, self.calibration):
+            t.jobs += part.jobs
+            t.executions += part.executions
+            t.shots += part.shots
+            t.qpu_seconds = (
+                None
+                if t.qpu_seconds is None or part.qpu_seconds is None
+                else t.qpu_seconds + part.qpu_seconds
+            )
+        return t
+
+    def table(self) -> list[tuple[str, str]]:
+        """Rows for a printed table (what `qvit-hw run --dry-run` shows)."""
+
+        def seconds(t: Tally) -> str:
+            return "n/a (no durations)" if t.qpu_seconds is None else f"{t.qpu_seconds:,.1f}"
+
+        total = self.total
+        first = "data (first round)" if self.ceiling is not None else "data"
+        rows = [
+            ("images / rows / unique rows",
+             f"{self.images} / {self.rows:,} / {self.unique_rows:,}"),
+            (f"{first}: jobs / executions / shots",
+             f"{self.data.jobs} / {self.data.executions:,} / {self.data.shots:,}"),
+            ("calibration: jobs / executions / shots",
+             f"{self.calibration.jobs} / {self.calibration.executions:,} / "
+             f"{self.calibration.shots:,}"),
+            ("total: jobs / executions / shots",
+             f"{total.jobs} / {total.executions:,} / {total.shots:,}"),
+            ("estimated QPU seconds", seconds(total)),
+        ]  # fmt: skip
+        if self.ceiling is not None:
+            rows.append(
+                ("ceiling (every row at --max-shots-per-row): shots / QPU s",
+                 f"{self.ceiling.shots + self.calibration.shots:,} / {seconds(self.ceiling)}")
+            )  # fmt: skip
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {**asdict(self), "total": asdict(self.total)}
+
+
+def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Preview:
+    """Plan ``options``' run without submitting anything (``backend`` and ``loaded``, the
+    model, images and normalisation, where the caller has them already)."""
+    from ..backends import get_backend
+    from ..data import to_tensor
+    from .run import _load
+
+    backend = get_backend(options.backend) if backend is None else backend
+    model, data, norm = _load(options) if loaded is None else loaded
+    runner = QNNRunner(backend, options.scheduler, mitigation=options.mitigate)
+    adaptive = options.adaptive
+    shots = None if adaptive is None else adaptive.initial_shots
+    result = Preview(backend.name, len(data), ceiling=None if adaptive is None else Tally())
+    specs: list[Any] = []
+
+    def planning(spec: Any, weights: torch.Tensor, angles: torch.Tensor, names: Any = ()):
+        b, t, n = angles.shape
+        x = angles.detach().to("cpu", torch.float64).reshape(b * t, n).numpy()
+        w = weights.detach().to("cpu", torch.float64).numpy()
+        calls = [QNNCall(f"qnn{i}", spec, w[i], x) for i in range(len(w))]
+        p = runner.plan(calls, shots)
+        result.rows += p.rows
+        result.unique_rows += p.unique_rows
+        result.data.add(list(p.jobs), runner)
+        if result.ceiling is not None:
+            result.ceiling.add(list(runner.plan(calls, adaptive.max_shots_per_row).jobs), runner)
+        if spec not in specs:
+            specs.append(spec)
+        return exact_executor(spec, weights, angles, names)
+
+    with torch.no_grad(), model.executor(planning):
+        for a in range(0, len(data), options.batch_size):
+            model(to_tensor(np.asarray(data.images[a : a + options.batch_size]), norm))
+    for spec in specs:
+        for _, jobs in runner.calibration_plan(spec):
+            result.calibration.add(jobs, runner)
+    return result
