@@ -3,6 +3,7 @@ tasks run in Braket's local simulator: batching, physical qubits, resume, error 
 
 import itertools
 import json
+import re
 import time
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_one_batched_submission_per_job_on_the_placed_physical_qubits():
         assert c["disable_qubit_rewiring"] is True and set(c["shots"]) == {SHOTS}
         source = c["programs"][0].source
         assert "#pragma braket verbatim" in source and "include" not in source
-        named = sorted({int(q) for q in __import__("re").findall(r"\$(\d+)", source)})
+        named = sorted({int(q) for q in re.findall(r"\$(\d+)", source)})
         assert named == placed  # the compiled placement, nothing rewired
     task = next(iter(device.tasks.values()))
     assert sorted(task.result().measured_qubits) == placed
@@ -173,7 +174,7 @@ def test_job_ids_carry_rows_per_pub_and_every_task_arn():
     assert decode_job_id(job_id) == ([2, 1], arns)
     with pytest.raises(ValueError, match="lists 3 tasks for 4 rows"):
         decode_job_id(job_id.replace("2.1", "3.1"))
-    assert ankaa(FakeAwsDevice()).status("ibm-job-1") .name == "UNKNOWN"
+    assert ankaa(FakeAwsDevice()).status("ibm-job-1").name == "UNKNOWN"
 
 
 def test_braket_errors_map_onto_the_two_kinds():
