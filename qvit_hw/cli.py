@@ -480,6 +480,9 @@ def run(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out: reuse finished jobs, re-attach."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the run in --out (only a run) and start again."
+    ),
     batch_size: int = typer.Option(8, help="Images per forward pass (one scheduler call)."),
     mitigate: str = typer.Option(
         "none",
@@ -534,7 +537,7 @@ def run(
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
         )  # fmt: skip
-        summary = run_bundle(options, out, resume=resume, console=console)
+        summary = run_bundle(options, out, resume=resume, console=console, overwrite=overwrite)
     except KeyboardInterrupt:
         fail(
             f"interrupted; finished jobs are kept in {out}/journal.sqlite: run the same "

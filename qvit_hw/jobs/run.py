@@ -145,6 +145,7 @@ def run_bundle(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     confirm: Callable[[Preview], bool] | None = None,
+    overwrite: bool = False,
 ) -> RunSummary:
     """Run ``options.bundle`` on ``options.backend``; outputs go to ``out``.
 
@@ -157,9 +158,17 @@ def run_bundle(
     checked, and only then is run.json written; from there on it says how far the run got,
     and every way out (error, Ctrl-C, SIGTERM) leaves it "failed" or "interrupted" with the
     reason. A SIGKILL leaves "running": --resume continues from the journal either way.
+
+    ``overwrite`` deletes the run in ``out`` first, under its lock (never while another
+    process works in it), and only if ``out`` holds a run and nothing else (`_not_a_run`).
     """
     out = check_out_dir(out)
-    _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
+    if overwrite:
+        if resume:
+            raise ValueError("--overwrite and --resume exclude each other: pick one")
+        _check_replaceable(out)
+    else:
+        _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
     model, data, norm = _load(options)
@@ -178,6 +187,8 @@ def run_bundle(
     out.mkdir(parents=True, exist_ok=True)
     try:
         with locked(out):
+            if overwrite:
+                _clear_run(out)  # checked again: the folder may have changed meanwhile
             return _run_locked(
                 options, out, resume, settings, backend, model, data, norm, console, clock, sleep
             )
@@ -416,8 +427,8 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
     if not resume:
         if path.exists():
             raise RunError(
-                f"--out: {out} already holds a run; pass --resume to continue it, or choose "
-                "another --out"
+                f"--out: {out} already holds a run; pass --resume to continue it, --overwrite "
+                "to replace it, or choose another --out"
             )
         return None
     if not path.is_file():
@@ -432,6 +443,48 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
             "new run in another --out"
         )
     return previous
+
+
+# what `--overwrite` may delete besides run.json and OUTPUT_FILES: sqlite's side files and
+# the report `qvit-hw report` writes into the run by default
+_RUN_EXTRAS = ("journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal",
+               "report.json", "report.html", ".lock")  # fmt: skip
+
+
+def _not_a_run(out: Path) -> str:
+    """Why ``out`` is not a folder `--overwrite` may empty ("" if it is a run, or empty)."""
+    if not out.exists() or not any(out.iterdir()):
+        return ""
+    try:
+        record = json.loads((out / RUN_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("identity"), dict):
+        return f"it has no {RUN_FILE} of a qvit-hw run"
+    allowed = {RUN_FILE, JOURNAL_FILE, *OUTPUT_FILES, *_RUN_EXTRAS}
+    for entry in sorted(out.iterdir()):
+        if entry.name not in allowed or entry.is_symlink() or not entry.is_file():
+            return f"it holds {entry.name}, which a run does not write"
+    return ""
+
+
+def _check_replaceable(out: Path) -> None:
+    why = _not_a_run(out)
+    if why:
+        raise RunError(
+            f"--overwrite: {out} is not a run ({why}); --overwrite replaces only a run "
+            "folder of `qvit-hw run`: choose another --out"
+        )
+
+
+def _clear_run(out: Path) -> None:
+    """Delete the run in ``out`` (the caller holds its lock, whose file stays)."""
+    from ..files import LOCK_FILE
+
+    _check_replaceable(out)
+    for entry in out.iterdir():
+        if entry.name != LOCK_FILE:
+            entry.unlink()
 
 
 def _check_same(previous: Any, identity: dict[str, Any], out: Path) -> None:
