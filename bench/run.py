@@ -18,6 +18,7 @@ from rich.console import Console
 
 SECTIONS = [
     "bench.train_step",
+    "bench.train_memory",
     "bench.transpile_bind",
     "bench.scheduler",
     "bench.noisy",

@@ -20,12 +20,18 @@ all go through these two functions, so every stage sees the same pixels.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import json
+import mmap
 import os
+import shutil
+import struct
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -114,9 +120,15 @@ def to_tensor(images: np.ndarray, norm: Normalization = DEFAULT_NORMALIZATION) -
         raise TypeError(f"images must be a uint8 numpy array, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape (N, S, S, 3), got {images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std).view(1, 3, 1, 1)
+    return normalize(torch.from_numpy(np.ascontiguousarray(images)), norm)
+
+
+def normalize(images: Tensor, norm: Normalization = DEFAULT_NORMALIZATION) -> Tensor:
+    """`to_tensor` on a uint8 tensor (N, S, S, 3), on its own device (the training loader
+    moves uint8 batches to the GPU and normalises there): -> (N, 3, S, S) float32."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()  # (N, 3, S, S)
 
 
@@ -197,14 +209,7 @@ def _load_medmnist(
             )
         download_medmnist(flag, size, root)
     images_key, labels_key = f"{split}_images", f"{split}_labels"
-    try:
-        with np.load(path) as npz:
-            missing = [k for k in (images_key, labels_key) if k not in npz.files]
-            if missing:
-                raise DataError(f"{path} has no array {missing[0]!r} (it holds {npz.files})")
-            images, labels = npz[images_key], npz[labels_key]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable npz file ({exc})") from exc
+    images, labels = _read_npz(path, images_key, labels_key)
     classes = tuple(info["label"][str(i)] for i in range(len(info["label"])))
     where = f"{path}: {images_key}"
     return ImageSet(
@@ -219,6 +224,154 @@ def _load_medmnist(
 
 def _url_key(size: int) -> str:
     return "url" if size == 28 else f"url_{size}"
+
+
+# --- memory-mapped images -----------------------------------------------------------------
+#
+# A split's images are never read into memory whole (PathMNIST's train split at 224 is
+# 13.5 GB). An npz member stored uncompressed is memory-mapped where it lies in the zip; a
+# compressed one is decompressed once, streaming, into
+# ``{root}/.qvit-hw-cache/{stem}-{md5}/{split}_images.npy`` and opened with
+# ``np.load(mmap_mode="r")``. The folder is named by the npz's MD5, so a changed file gets
+# a new cache (and the old one is removed). The MD5 is recomputed only when the file's size
+# or modification time changes (``{name}.md5.json`` remembers them). `release_pages` drops
+# the pages a reader has touched from its resident set (the page cache keeps them).
+
+CACHE_DIR = ".qvit-hw-cache"
+_ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader (30 bytes)
+
+
+def _read_npz(path: Path, images_key: str, labels_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images memory-mapped, labels in memory) of one split of a medmnist npz."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            files = [n.removesuffix(".npy") for n in zf.namelist()]
+            missing = [k for k in (images_key, labels_key) if k not in files]
+            if missing:
+                raise DataError(f"{path} has no array {missing[0]!r} (it holds {files})")
+            with zf.open(f"{labels_key}.npy") as f:
+                labels = np.lib.format.read_array(f, allow_pickle=False)
+            info = zf.getinfo(f"{images_key}.npy")
+            if info.compress_type == zipfile.ZIP_STORED:
+                return _map_member(path, info), labels
+            return _cached_member(path, zf, info), labels
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path} is not a readable npz file ({exc})") from exc
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(f)
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    return tuple(shape), bool(fortran), dtype
+
+
+def _map_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """An uncompressed npz member, memory-mapped in place."""
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        header = _ZIP_LOCAL_HEADER.unpack(f.read(_ZIP_LOCAL_HEADER.size))
+        f.seek(info.header_offset + _ZIP_LOCAL_HEADER.size + header[10] + header[11])
+        shape, fortran, dtype = _npy_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects")
+    return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
+
+
+def _cached_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """A compressed npz member, decompressed once to a raw .npy and memory-mapped."""
+    cache_root = path.parent / CACHE_DIR
+    try:
+        cache_root.mkdir(exist_ok=True)
+        md5 = source_md5(path, cache_root)
+        folder = cache_root / f"{path.stem}-{md5}"
+        target = folder / info.filename
+        if not target.is_file():
+            with _cache_lock(cache_root):
+                if not target.is_file():  # another process may have built it meanwhile
+                    for old in cache_root.glob(f"{path.stem}-*"):
+                        if old != folder and old.is_dir():
+                            shutil.rmtree(old, ignore_errors=True)
+                    folder.mkdir(exist_ok=True)
+                    _decompress(zf, info, target)
+    except PermissionError:  # a read-only data folder: read this split into memory
+        with zf.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    return np.load(target, mmap_mode="r")
+
+
+def _decompress(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
+    """Stream one member to ``target`` (a .npy) in 16 MB chunks; atomic."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with zf.open(info) as src, tmp.open("wb") as out:
+            shape, fortran, dtype = _npy_header(src)
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects")
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": fortran,
+                "shape": shape,
+            }
+            np.lib.format.write_array_header_2_0(out, header)
+            expected = int(np.prod(shape)) * dtype.itemsize
+            copied = 0
+            while chunk := src.read(16 << 20):
+                out.write(chunk)
+                copied += len(chunk)
+        if copied != expected:
+            raise ValueError(f"{info.filename} holds {copied} bytes, its header says {expected}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    import fcntl
+
+    with (folder / ".lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def source_md5(path: Path, cache_root: Path) -> str:
+    """The MD5 of ``path``, recomputed only when its size or modification time changed."""
+    stat = path.stat()
+    memo = cache_root / f"{path.name}.md5.json"
+    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        saved = json.loads(memo.read_text())
+        if {k: saved[k] for k in seen} == seen:
+            return str(saved["md5"])
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        while chunk := f.read(16 << 20):
+            digest.update(chunk)
+    md5 = digest.hexdigest()
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**seen, "md5": md5}))
+    os.replace(tmp, memo)
+    return md5
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the pages of ``array``'s memory map from this process's resident set (Linux
+    ``madvise(MADV_DONTNEED)``; the data stay in the page cache and in the file). Nothing
+    for arrays in memory."""
+    base: Any = array
+    while base is not None and getattr(base, "_mmap", None) is None:
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None)
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if mm is not None and advice is not None:
+        with contextlib.suppress(OSError, ValueError):
+            mm.madvise(advice)
 
 
 def download_medmnist(flag: str, size: int, root: str | os.PathLike[str] | None = None) -> Path:

@@ -244,3 +244,70 @@ def test_names_sizes_and_splits_are_checked() -> None:
         load_split("digits", "train", 64)
     with pytest.raises(ValueError, match="split must be one of train, val, test"):
         load_split("digits", "validation")
+
+
+# --- memory-mapped images -----------------------------------------------------------------
+
+
+def mapped_file(array: np.ndarray) -> str | None:
+    """The file an array's memory map reads, or None for an array in memory."""
+    base = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    return None if base is None else str(base.filename)
+
+
+def test_compressed_npz_is_decompressed_once_and_memory_mapped(tmp_path: Path) -> None:
+    arrays = write_medmnist(tmp_path, "bloodmnist", 28, channels=3, n_classes=8)  # compressed
+    source = medmnist_path("bloodmnist", 28, tmp_path)
+    md5 = hashlib.md5(source.read_bytes()).hexdigest()
+    cache = tmp_path / data.CACHE_DIR / f"bloodmnist-{md5}" / "train_images.npy"
+
+    got = load_split("bloodmnist", "train", 28, tmp_path)
+
+    assert mapped_file(got.images) == str(cache) and not got.images.flags.writeable
+    np.testing.assert_array_equal(got.images, arrays["train_images"])
+    built = cache.stat().st_mtime_ns
+    again = load_split("bloodmnist", "train", 28, tmp_path)  # the cache is reused as it is
+    assert cache.stat().st_mtime_ns == built
+    np.testing.assert_array_equal(again.images, arrays["train_images"])
+    data.release_pages(again.images)  # drops resident pages; the values stay
+    np.testing.assert_array_equal(again.images, arrays["train_images"])
+
+
+def test_changed_npz_rebuilds_the_cache_and_drops_the_old_one(tmp_path: Path) -> None:
+    write_medmnist(tmp_path, "bloodmnist", 28, channels=3, n_classes=8, seed=0)
+    load_split("bloodmnist", "val", 28, tmp_path)
+    first = sorted((tmp_path / data.CACHE_DIR).glob("bloodmnist-*"))
+    new = write_medmnist(tmp_path, "bloodmnist", 28, channels=3, n_classes=8, seed=1)
+
+    got = load_split("bloodmnist", "val", 28, tmp_path)
+
+    np.testing.assert_array_equal(got.images, new["val_images"])
+    folders = sorted((tmp_path / data.CACHE_DIR).glob("bloodmnist-*"))
+    assert len(first) == len(folders) == 1 and first != folders
+    md5 = hashlib.md5(medmnist_path("bloodmnist", 28, tmp_path).read_bytes()).hexdigest()
+    assert folders[0].name == f"bloodmnist-{md5}"
+
+
+def test_uncompressed_npz_member_is_mapped_in_place(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 2, (5, 1), dtype=np.uint8)
+    path = medmnist_path("breastmnist", 28, tmp_path)
+    np.savez(path, train_images=images, train_labels=labels)  # stored, not deflated
+
+    got = load_split("breastmnist", "train", 28, tmp_path)
+
+    assert mapped_file(got.images) == str(path)  # no copy anywhere
+    assert not (tmp_path / data.CACHE_DIR).exists()
+    np.testing.assert_array_equal(got.images[..., 1], images)
+    np.testing.assert_array_equal(got.labels, labels[:, 0])
+
+
+def test_truncated_npz_is_one_clear_error(tmp_path: Path) -> None:
+    write_medmnist(tmp_path, "bloodmnist", 28, channels=3, n_classes=8)
+    path = medmnist_path("bloodmnist", 28, tmp_path)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(DataError, match=r"bloodmnist.npz is not a readable npz file"):
+        load_split("bloodmnist", "train", 28, tmp_path)
