@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 import typing
 from dataclasses import dataclass, field, fields
@@ -143,6 +144,27 @@ class TrainArgs:
     overwrite: bool = _flag(
         typer.Option(False, "--overwrite", help="Delete the run in --out and start again.")
     )
+    device: str = _flag(
+        typer.Option(
+            "auto", help="Where to compute: auto (CUDA if available, else the CPU), cpu, cuda, "
+            "cuda:N or mps; a run may resume on another device.",
+        )
+    )  # fmt: skip
+    precision: str = _flag(
+        typer.Option(
+            "32", help="32, bf16 or 16-mixed (torch.autocast; 16-mixed needs CUDA); the QNN "
+            "simulator computes in float32 whatever this says.",
+        )
+    )  # fmt: skip
+    workers: int = _flag(
+        typer.Option(0, help="DataLoader worker processes reading batches (0: this process).")
+    )
+    nproc: int = _flag(
+        typer.Option(
+            1, help="Data-parallel processes: N > 1 launches torchrun --nproc-per-node N "
+            "(DistributedDataParallel; gloo on CPU, NCCL on GPU); --batch-size stays global.",
+        )
+    )  # fmt: skip
 
     def options(self) -> TrainOptions:
         """The run these flags describe; a bad value ends the command with one line."""
@@ -154,7 +176,8 @@ class TrainArgs:
                 dataset=self.dataset, size=self.size, model=self.model, n_qubits=self.qubits,
                 heads=self.heads, pairs=_parse_pairs(self.pairs), schedule=schedule,
                 seed=self.seed, limit=self.limit, data_root=self.data_root,
-                download=self.download,
+                download=self.download, device=self.device, precision=self.precision,
+                workers=self.workers,
             )  # fmt: skip
         except ValueError as exc:
             fail(str(exc))
@@ -175,11 +198,33 @@ def _train_args(command: typing.Callable[..., None]) -> typing.Callable[..., Non
 
     @functools.wraps(command)
     def callback(**values: typing.Any) -> None:
+        if values["nproc"] > 1 and "WORLD_SIZE" not in os.environ:
+            _torchrun(command.__name__, values)  # each process runs this command again
         command(TrainArgs(**{name: values.pop(name) for name in shared}), **values)
 
     callback.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
     callback.__annotations__ = {p.name: p.annotation for p in params}
     return callback
+
+
+def _torchrun(command: str, values: dict[str, typing.Any]) -> NoReturn:
+    """``--nproc N``: this command in N processes under torchrun (standalone, this machine)."""
+    import subprocess
+
+    n = values["nproc"]
+    flags: list[str] = []
+    for name, value in values.items():
+        if name == "nproc" or value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags += [flag] if value is True else [flag, str(value)]
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    argv += [f"--nproc-per-node={n}", "-m", "qvit_hw.cli", command, *flags]
+    console.print(f"launching {n} processes: torchrun -m qvit_hw.cli {command} ...")
+    code = subprocess.call(argv)
+    if code:
+        fail(f"{command} with --nproc {n}: torchrun exited with status {code}", code=code)
+    raise typer.Exit(0)
 
 
 def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
@@ -194,6 +239,8 @@ def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
 
 
 def _report(result: RunResult, title: str) -> None:
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     table = Table(title=title)
     for col in ("best epoch", "val ACC", "val AUC", "test ACC", "test AUC", "s / epoch", "best.pt"):
         table.add_column(col, justify="right")

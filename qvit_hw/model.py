@@ -127,7 +127,13 @@ class QNNLayer(nn.Module):
     def qnn_outputs(self, x: Tensor) -> Tensor:
         """<Z> of every QNN on every token: (B, T, n) -> (B, T, Q, n)."""
         weights = self.weight[None] if self.single else self.weight
-        return self.executor(self.spec, weights, x, self.names)
+        # The simulator computes in float32 (or float64) whatever an autocast around the
+        # model says (train --precision bf16 / 16-mixed): half-precision angles would cost
+        # the QNN its accuracy.
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        with torch.autocast(x.device.type, enabled=False):
+            return self.executor(self.spec, weights.to(x.dtype), x, self.names)
 
     def forward(self, x: Tensor) -> Tensor:
         n = self.spec.n_qubits

@@ -6,7 +6,8 @@
 
 Every checkpoint holds the model config, data set, normalisation and metrics, and is
 written atomically (temporary file, then ``os.replace``). ``load_checkpoint(path)``
-rebuilds the model from any of them.
+rebuilds the model from any of them. Weights are stored on the CPU and every checkpoint is
+read with ``map_location="cpu"``, so a run trained on one device resumes on any other.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def save_stage(
         **meta,
         "epoch": history[-1]["epoch"] if history else 0,
         "metrics": {"history": history, "best": best, "test": test},
-        "model": model.state_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(training or {}),
     }
     save_atomic(payload, path)

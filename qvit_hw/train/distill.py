@@ -45,6 +45,7 @@ from .evaluation import evaluate, features
 from .loop import RunResult, classification, feature_matching, fit, train_and_test
 from .metrics import Metrics, format_metric
 from .options import DistillOptions
+from .runtime import Runtime, session
 from .splits import Splits, load_splits
 
 
@@ -80,12 +81,29 @@ def distill(
     """``qvit-hw distill``: teacher -> MSE pre-training -> last-layer copy -> training.
 
     Each stage resumes on its own, so ``--resume`` continues wherever the run stopped.
-    ``extra`` of the result holds the teacher's test metrics and the KD history.
+    ``extra`` of the result holds the teacher's test metrics and the KD history. Every
+    stage runs on ``opts.train.device``, and under torchrun as one rank of many.
     """
     out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
     t = opts.train
-    if overwrite:
+    with session(t.device, t.precision, t.workers) as rt:
+        console = console if rt.main else None
+        return _distill(opts, out, rt, resume=resume, overwrite=overwrite, console=console)
+
+
+def _distill(
+    opts: DistillOptions,
+    out: Path,
+    rt: Runtime,
+    *,
+    resume: bool,
+    overwrite: bool,
+    console: Console | None,
+) -> RunResult:
+    t = opts.train
+    if overwrite and rt.main:
         clear_run(out, keep=opts.teacher_checkpoint)
+    rt.barrier()
     if resume and not any(out.rglob(LAST)):
         raise CheckpointError(
             f"--resume: nothing to resume in {out} (no {LAST} in any stage); drop --resume "
@@ -94,7 +112,7 @@ def distill(
     splits = load_splits(t)
     classes = splits.train.num_classes
 
-    teacher, teacher_test = _teacher_stage(opts, out, splits, resume, console)
+    teacher, teacher_test = _teacher_stage(opts, out, splits, resume, console, rt)
     if teacher.n_qubits != t.n_qubits or teacher.num_classes != classes:
         raise CheckpointError(
             f"teacher maps to {teacher.n_qubits} qubits and {teacher.num_classes} classes; "
@@ -103,7 +121,9 @@ def distill(
 
     kd_dir = out / "kd"
     kd_dir.mkdir(parents=True, exist_ok=True)
-    train_targets, val_targets = _teacher_targets(teacher, splits, kd_dir / "targets.pt", console)
+    train_targets, val_targets = _teacher_targets(
+        teacher, splits, kd_dir / "targets.pt", console, rt
+    )
     torch.manual_seed(t.seed)
     student = VisionTransformer(t.model_config(classes))
     config = student.config.to_dict()
@@ -111,12 +131,14 @@ def distill(
     kd_meta = checkpoint_meta("kd", STUDENT_ARCH, config, splits, to_json(kd_run))
     objective = feature_matching(splits, train_targets, val_targets)
     kd_history = fit(
-        student, objective, opts.kd, kd_dir, kd_meta, seed=t.seed, resume=resume, console=console
-    )
+        student, objective, opts.kd, kd_dir, kd_meta,
+        seed=t.seed, resume=resume, console=console, runtime=rt,
+    )  # fmt: skip
     student, _ = load_checkpoint(kd_dir / LAST)  # the student after all pre-training epochs
     copy_last_linear(teacher, student)
     init_meta = {**kd_meta, "stage": "kd-init"}
-    save_stage(kd_dir / "student.pt", student, None, init_meta, kd_history, None)
+    if rt.main:
+        save_stage(kd_dir / "student.pt", student, None, init_meta, kd_history, None)
 
     meta = checkpoint_meta("distill", STUDENT_ARCH, config, splits, kd_meta["run"])
     result = train_and_test(
@@ -129,6 +151,7 @@ def distill(
         seed=t.seed,
         resume=resume,
         console=console,
+        runtime=rt,
     )
     extra = {"teacher_test": teacher_test, "kd_history": kd_history}
     return replace(result, extra=extra)
@@ -141,7 +164,12 @@ def _teacher_key(opts: DistillOptions) -> dict[str, Any]:
 
 
 def _teacher_stage(
-    opts: DistillOptions, out: Path, splits: Splits, resume: bool, console: Console | None
+    opts: DistillOptions,
+    out: Path,
+    splits: Splits,
+    resume: bool,
+    console: Console | None,
+    rt: Runtime,
 ) -> tuple[Teacher, Metrics]:
     """The fine-tuned teacher (best validation epoch) and its test metrics."""
     if opts.teacher_checkpoint:
@@ -153,7 +181,7 @@ def _teacher_stage(
                 f"{opts.teacher_checkpoint} was fine-tuned on {info['dataset']['name']}, "
                 f"not {splits.train.name}"
             )
-        test = evaluate(model, splits.test, splits.norm, console)
+        test = evaluate(model.to(rt.device), splits.test, splits.norm, console, rt)
         if console is not None:
             acc, auc = format_metric(test.acc), format_metric(test.auc)
             console.print(f"teacher {opts.teacher_checkpoint}: test ACC {acc}, AUC {auc}")
@@ -171,23 +199,27 @@ def _teacher_stage(
         seed=opts.train.seed,
         resume=resume,
         console=console,
+        runtime=rt,
     )
     teacher.load_state_dict(read_checkpoint(out / "teacher" / BEST)["model"])
     return teacher.eval(), result.test
 
 
 def _teacher_targets(
-    teacher: Teacher, splits: Splits, cache: Path, console: Console | None
+    teacher: Teacher, splits: Splits, cache: Path, console: Console | None, rt: Runtime
 ) -> tuple[Tensor, Tensor]:
     """The teacher's n-vectors for train and val, cached beside the KD checkpoints."""
     key = hash_state(teacher)
     if cache.exists():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         if saved.get("key") == key and len(saved["train"]) == len(splits.train):
+            rt.barrier()  # nobody rewrites the cache while a rank reads it
             return saved["train"], saved["val"]
-    train = features(teacher, splits.train, splits.norm, console)  # (N, n)
-    val = features(teacher, splits.val, splits.norm, console)
-    save_atomic({"key": key, "train": train, "val": val}, cache)
+    train = features(teacher, splits.train, splits.norm, console, rt)  # (N, n), every rank
+    val = features(teacher, splits.val, splits.norm, console, rt)
+    if rt.main:
+        save_atomic({"key": key, "train": train, "val": val}, cache)
+    rt.barrier()
     return train, val
 
 
@@ -196,5 +228,5 @@ def hash_state(model: nn.Module) -> str:
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(value.detach().contiguous().numpy().tobytes())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -5,6 +5,12 @@ exactly (model, optimizer, scheduler and RNG states). The best epoch is the one 
 highest validation AUC (then ACC) for classification, the lowest validation loss for KD
 pre-training. ``train`` (``qvit-hw train``): the paper's schedule on one data set, then the
 best epoch on the test split.
+
+Both run on the `Runtime`'s device and precision, and under torchrun as
+DistributedDataParallel: the batch size is the global batch, every rank takes its share of
+each global batch (`batches.epoch_plan`), the loss of a batch is its images' summed loss
+over the global batch's image count (times the world size, which DDP's gradient average
+divides out), so W processes take the same steps as one. Rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
-from ..data import Normalization, to_tensor
+from ..data import Normalization
 from ..errors import CheckpointError, RunInterrupted
 from ..files import check_out_dir, flat_keys
 from ..model import VisionTransformer
+from .batches import epoch_plan, loader
 from .checkpoint import (
     BEST,
     LAST,
@@ -49,6 +57,7 @@ from .checkpoint import (
 from .evaluation import evaluate, features
 from .metrics import Metrics, format_metric
 from .options import Schedule, TrainOptions
+from .runtime import Runtime, session
 from .splits import Splits, load_splits
 
 
@@ -56,17 +65,29 @@ from .splits import Splits, load_splits
 class Objective:
     """What one stage minimises, and how it judges an epoch on validation data."""
 
-    images: np.ndarray  # (N, S, S, 3) uint8 training images
+    images: np.ndarray  # (N, S, S, 3) uint8 training images (memory-mapped or not)
     targets: Tensor  # (N,) class labels or (N, n) teacher n-vectors
     norm: Normalization
-    loss: Callable[[nn.Module, Tensor, Tensor], Tensor]
-    validate: Callable[[nn.Module], dict[str, float]]
+    output: str  # what the loss compares: "logits" (model(x)) or "features" (model.features(x))
+    per_sample: Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> (B,) losses
+    validate: Callable[[nn.Module, Runtime], dict[str, float]]
     score: Callable[[dict[str, Any]], tuple[float, ...]]  # of an epoch record; larger is better
 
 
+class _Output(nn.Module):
+    """The output an objective trains, as ``forward`` (what DDP wraps and synchronises)."""
+
+    def __init__(self, model: nn.Module, output: str) -> None:
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x) if self.output == "logits" else self.model.features(x)
+
+
 def classification(splits: Splits) -> Objective:
-    def validate(model: nn.Module) -> dict[str, float]:
-        return asdict(evaluate(model, splits.val, splits.norm))
+    def validate(model: nn.Module, runtime: Runtime) -> dict[str, float]:
+        return asdict(evaluate(model, splits.val, splits.norm, runtime=runtime))
 
     def score(record: dict[str, Any]) -> tuple[float, ...]:
         auc = record["val_auc"]
@@ -76,7 +97,8 @@ def classification(splits: Splits) -> Objective:
         splits.train.images,
         torch.from_numpy(splits.train.labels),
         splits.norm,
-        lambda model, x, y: F.cross_entropy(model(x), y),
+        "logits",
+        lambda logits, y: F.cross_entropy(logits, y, reduction="none"),
         validate,
         score,
     )
@@ -86,15 +108,16 @@ def feature_matching(splits: Splits, train_targets: Tensor, val_targets: Tensor)
     """KD pre-training: MSE between the student's post-ReLU n-vector and the teacher's."""
 
     @torch.no_grad()
-    def validate(model: nn.Module) -> dict[str, float]:
-        got = features(model, splits.val, splits.norm)
+    def validate(model: nn.Module, runtime: Runtime) -> dict[str, float]:
+        got = features(model, splits.val, splits.norm, runtime=runtime)
         return {"loss": float(F.mse_loss(got, val_targets))}
 
     return Objective(
         splits.train.images,
         train_targets,
         splits.norm,
-        lambda model, x, t: F.mse_loss(model.features(x), t),
+        "features",
+        lambda got, t: F.mse_loss(got, t, reduction="none").mean(dim=1),
         validate,
         lambda record: (-record["val_loss"],),
     )
@@ -110,6 +133,7 @@ def fit(
     seed: int,
     resume: bool,
     console: Console | None = None,
+    runtime: Runtime | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``schedule.epochs`` with a checkpoint after every epoch.
 
@@ -118,14 +142,21 @@ def fit(
     present, training continues after its epoch with the saved model, optimizer, scheduler
     and RNG states, so the result equals an uninterrupted run bit for bit. Returns the
     per-epoch history. Ctrl-C raises `RunInterrupted` once the last checkpoint is safe.
+
+    The epoch order depends on ``seed`` and the epoch only (`batches.epoch_plan`). With a
+    ``runtime`` the model moves to its device; under torchrun only rank 0 writes files and
+    prints, and every rank has read ``last.pt`` before rank 0 writes it again.
     """
+    rt = runtime or Runtime()
+    console = console if rt.main else None
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / LAST, out / BEST
+    model.to(rt.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, schedule.milestones(), schedule.gamma
     )
-    shuffle = torch.Generator().manual_seed(seed)
+    scaler = rt.scaler()
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     if last_path.exists():
@@ -138,14 +169,24 @@ def fit(
         state = read_checkpoint(last_path)
         _check_same_run(state["run"], meta["run"], last_path)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # onto the parameters' device
         scheduler.load_state_dict(state["scheduler"])
-        shuffle.set_state(state["rng"]["shuffle"])
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, best = list(state["metrics"]["history"]), state["metrics"]["best"]
+    rt.barrier()  # every rank has read last.pt before rank 0 writes it again
 
+    net: nn.Module = _Output(model, objective.output)
+    if rt.distributed:
+        net = DistributedDataParallel(
+            net,
+            device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
+            find_unused_parameters=objective.output != "logits",  # KD: the head idles
+        )
     n, saved = len(objective.targets), len(history)
     stage = meta["stage"]
+    rt.announce(console)
     with _progress(console) as progress:
         overall = progress.add_task(stage, total=schedule.epochs, completed=saved, status="")
         try:
@@ -153,19 +194,28 @@ def fit(
                 start = time.perf_counter()
                 lr = optimizer.param_groups[0]["lr"]
                 model.train()
-                batches = torch.randperm(n, generator=shuffle).split(schedule.batch_size)
-                task = progress.add_task(f"epoch {epoch}", total=len(batches), status="")
+                plan = epoch_plan(n, schedule.batch_size, epoch, seed, rt)
+                task = progress.add_task(f"epoch {epoch}", total=len(plan.batches), status="")
                 total = 0.0
-                for idx in batches:
-                    x = to_tensor(objective.images[idx.numpy()], objective.norm)  # (B, 3, S, S)
-                    loss = objective.loss(model, x, objective.targets[idx])
+                batches = loader(objective.images, plan.batches, rt, objective.targets)
+                for (images, y), weight, count in zip(
+                    batches, plan.weights, plan.global_counts, strict=True
+                ):
+                    x = rt.inputs(images, objective.norm)  # (b, 3, S, S)
+                    y = y.to(rt.device, non_blocking=rt.pin_memory)
+                    with rt.autocast():
+                        got = net(x)
+                    summed = (objective.per_sample(got.float(), y) * weight.to(rt.device)).sum()
                     optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item() * len(idx)
-                    progress.update(task, advance=1, status=f"loss {loss.item():.4f}")
+                    scaler.scale(summed * (rt.world / count)).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    total += summed.item()
+                    status = f"loss {summed.item() / max(1.0, float(weight.sum())):.4f}"
+                    progress.update(task, advance=1, status=status)
+                (total,) = rt.all_sum([total])
                 scheduler.step()
-                val = objective.validate(model)
+                val = objective.validate(model, rt)
                 record = {
                     "epoch": epoch,
                     "lr": lr,
@@ -174,17 +224,22 @@ def fit(
                     "seconds": time.perf_counter() - start,
                 }
                 history.append(record)
-                if best is None or objective.score(record) > objective.score(best):
+                improved = best is None or objective.score(record) > objective.score(best)
+                if improved:
                     best = record
-                    save_stage(best_path, model, None, meta, history, best)
                 training = {
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "rng": {"torch": torch.get_rng_state()},
                 }
-                save_stage(last_path, model, training, meta, history, best)
+                if rt.main:
+                    if improved:
+                        save_stage(best_path, model, None, meta, history, best)
+                    save_stage(last_path, model, training, meta, history, best)
+                    write_metrics(out, meta, history, best)
+                rt.barrier()
                 saved = epoch
-                write_metrics(out, meta, history, best)
                 progress.remove_task(task)
                 progress.update(overall, advance=1, status=_describe(record))
                 if console is not None:
@@ -264,29 +319,37 @@ def train(
     overwrite: bool = False,
     console: Console | None = None,
 ) -> RunResult:
-    """``qvit-hw train``: the paper's schedule on one data set; writes OUT/{last,best}.pt."""
+    """``qvit-hw train``: the paper's schedule on one data set; writes OUT/{last,best}.pt.
+
+    Runs on ``opts.device`` (one line says which); under torchrun, as one rank of many.
+    """
     out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
-    if overwrite:
-        clear_run(out)
-    if resume and not (out / LAST).exists():
-        raise CheckpointError(
-            f"--resume: nothing to resume in {out} (no {LAST}); drop --resume to start a run"
+    with session(opts.device, opts.precision, opts.workers) as rt:
+        console = console if rt.main else None
+        if overwrite and rt.main:
+            clear_run(out)
+        rt.barrier()
+        if resume and not (out / LAST).exists():
+            raise CheckpointError(
+                f"--resume: nothing to resume in {out} (no {LAST}); drop --resume to start a run"
+            )
+        splits = load_splits(opts)
+        torch.manual_seed(opts.seed)
+        model = VisionTransformer(opts.model_config(splits.train.num_classes))
+        config = model.config.to_dict()
+        meta = checkpoint_meta("train", STUDENT_ARCH, config, splits, opts.run_key())
+        return train_and_test(
+            model,
+            classification(splits),
+            opts.schedule,
+            out,
+            meta,
+            splits,
+            seed=opts.seed,
+            resume=resume,
+            console=console,
+            runtime=rt,
         )
-    splits = load_splits(opts)
-    torch.manual_seed(opts.seed)
-    model = VisionTransformer(opts.model_config(splits.train.num_classes))
-    meta = checkpoint_meta("train", STUDENT_ARCH, model.config.to_dict(), splits, opts.run_key())
-    return train_and_test(
-        model,
-        classification(splits),
-        opts.schedule,
-        out,
-        meta,
-        splits,
-        seed=opts.seed,
-        resume=resume,
-        console=console,
-    )
 
 
 def train_and_test(
@@ -300,14 +363,22 @@ def train_and_test(
     seed: int,
     resume: bool,
     console: Console | None,
+    runtime: Runtime | None = None,
 ) -> RunResult:
     """Fit, then evaluate the best epoch on the test split and record it everywhere."""
-    fit(model, objective, schedule, out, meta, seed=seed, resume=resume, console=console)
+    rt = runtime or Runtime()
+    console = console if rt.main else None
+    fit(
+        model, objective, schedule, out, meta,
+        seed=seed, resume=resume, console=console, runtime=rt,
+    )  # fmt: skip
     best_model, info = load_checkpoint(out / BEST)
-    test = evaluate(best_model, splits.test, splits.norm, console)
+    test = evaluate(best_model.to(rt.device), splits.test, splits.norm, console, rt)
     history, best = read_checkpoint(out / LAST)["metrics"]["history"], info["metrics"]["best"]
-    save_stage(out / BEST, best_model, None, meta, history[: best["epoch"]], best, asdict(test))
-    write_metrics(out, meta, history, best, asdict(test))
+    if rt.main:
+        save_stage(out / BEST, best_model, None, meta, history[: best["epoch"]], best, asdict(test))
+        write_metrics(out, meta, history, best, asdict(test))
+    rt.barrier()
     if console is not None:
         console.print(
             f"{meta['stage']}: best epoch {best['epoch']}, test ACC {format_metric(test.acc)}, "

@@ -46,8 +46,8 @@ KD_SCHEDULE = Schedule(epochs=50, decay_at=())  # paper: Adam 1e-3, 50 epochs, b
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """What to train on what; everything but ``data_root`` and ``download`` must match on
-    --resume."""
+    """What to train on what, and where; everything but ``data_root``, ``download``,
+    ``device``, ``precision`` and ``workers`` must match on --resume."""
 
     dataset: str
     size: int = 28
@@ -60,11 +60,20 @@ class TrainOptions:
     limit: int | None = None  # first N images of every split (quick trials)
     data_root: str | None = None
     download: bool = False
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps (runtime.resolve_device)
+    precision: str = "32"  # 32, bf16 or 16-mixed
+    workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset", resolve_dataset(self.dataset))
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.precision not in ("32", "bf16", "16-mixed"):
+            raise ValueError(
+                f"--precision: expected one of 32, bf16, 16-mixed, got {self.precision!r}"
+            )
+        if self.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {self.workers}")
         self.model_config(num_classes=2)  # model, size, qubits, heads and pairs fit together
 
     def model_config(self, num_classes: int) -> ModelConfig:
@@ -78,8 +87,11 @@ class TrainOptions:
         )
 
     def run_key(self) -> dict[str, Any]:
+        """What --resume compares: not where the data lie nor where and how the run computes
+        (a run may resume on another device, precision or number of workers)."""
         key = asdict(self)
-        del key["data_root"], key["download"]
+        for name in ("data_root", "download", "device", "precision", "workers"):
+            del key[name]
         return to_json(key)
 
 
