@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .backends.registry import DEFAULT_BACKEND
 from .errors import QvitHwError, one_line
-from .jobs.config import RetryConfig, SchedulerConfig
+from .jobs.config import AdaptiveConfig, RetryConfig, SchedulerConfig
 
 if TYPE_CHECKING:
     from .train import RunResult, TrainOptions
@@ -509,6 +509,47 @@ def _resume_hint(exc: Exception, out: str) -> str:
 
 
 _SCHED, _RETRY = SchedulerConfig(), RetryConfig()
+_ADAPT = AdaptiveConfig()
+
+
+def _shots_flag(text: str) -> str:
+    """--shots: a whole number or auto (a usage error otherwise, exit 2)."""
+    if text.strip().lower() != "auto":
+        try:
+            int(text)
+        except ValueError:
+            raise typer.BadParameter(f"a whole number >= 1 or auto, not {text!r}") from None
+    return text
+
+
+def _print_preview(preview: typing.Any, title: str) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in preview.table():
+        table.add_row(key, value)
+    Console().print(table)
+
+
+def _on_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirmation(yes: bool) -> typing.Callable[[typing.Any], bool]:
+    """How a run on a paid backend is confirmed: --yes, or a question on a terminal."""
+
+    def confirm(preview: typing.Any) -> bool:
+        if yes:
+            return True
+        if not _on_terminal():
+            from .errors import RunError
+
+            raise RunError(
+                f"{preview.backend} is a paid backend: pass --yes to run it without a terminal "
+                "to confirm on (see what it costs first with --dry-run)"
+            )
+        _print_preview(preview, f"{preview.backend}: what this run will cost")
+        return typer.confirm("Submit these jobs?", default=False)
+
+    return confirm
 
 
 @app.command()
@@ -522,7 +563,36 @@ def run(
     dataset: str | None = typer.Option(None, help="Data set (default: the bundle's own)."),
     split: str = typer.Option("test", help="train, val or test."),
     limit: int | None = typer.Option(None, help="Only the first N images of the split."),
-    shots: int = typer.Option(_SCHED.shots, help="Shots per circuit (exact backends ignore them)."),
+    shots: str = typer.Option(
+        str(_SCHED.shots),
+        callback=_shots_flag,
+        help="Shots per circuit (exact backends ignore them), or auto: rounds of shots per row "
+        "until each image's prediction is settled (--target-agreement); calibration jobs then "
+        f"take {_SCHED.shots:,}.",
+    ),
+    target_agreement: float = typer.Option(
+        _ADAPT.target_agreement, help="--shots auto: agreement with the exact model to reach."
+    ),
+    initial_shots: int = typer.Option(
+        _ADAPT.initial_shots, help="--shots auto: shots of every row in the first round."
+    ),
+    max_shots_per_row: int = typer.Option(
+        _ADAPT.max_shots_per_row, help="--shots auto: the most shots one row gets."
+    ),
+    max_total_shots: int | None = typer.Option(
+        None, help="Stop before the job that would take the run past N shots (resumable)."
+    ),
+    max_qpu_seconds: float | None = typer.Option(
+        None,
+        help="Stop before the job that would take the run past S estimated QPU seconds "
+        "(resumable); IBM also gets the remainder as max_execution_time.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Plan the run, print jobs, shots and QPU seconds; submit nothing."
+    ),
+    yes: bool = typer.Option(
+        False, "--yes", help="Run on a paid backend without asking (needed without a terminal)."
+    ),
     out: str = typer.Option(..., help="Run directory (predictions, rows, jobs, cost, journal)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out: reuse finished jobs, re-attach."
@@ -573,18 +643,30 @@ def run(
     from .jobs.run import RunOptions, run_bundle
 
     try:
+        adaptive = None
+        if shots.strip().lower() == "auto":
+            adaptive = AdaptiveConfig(target_agreement, initial_shots, max_shots_per_row)
+        count = _SCHED.shots if adaptive is not None else int(shots)
         options = RunOptions(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
             scheduler=SchedulerConfig(
-                shots=shots, max_copies=max_copies, packing=packing, job_size=job_size,
+                shots=count, max_copies=max_copies, packing=packing, job_size=job_size,
                 calibration_rows=calibration_rows,
                 max_in_flight=max_in_flight, job_timeout=job_timeout,
                 poll_interval=poll_interval, seed=seed,
+                max_total_shots=max_total_shots, max_qpu_seconds=max_qpu_seconds,
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
+            adaptive=adaptive,
         )  # fmt: skip
-        summary = run_bundle(options, out, resume=resume, console=console, overwrite=overwrite)
+        if dry_run:
+            from .jobs.preview import preview
+
+            _print_preview(preview(options), f"{bundle} on {backend} (dry run: nothing submitted)")
+            return
+        summary = run_bundle(options, out, resume=resume, console=console,
+                             confirm=_confirmation(yes), overwrite=overwrite)  # fmt: skip
     except KeyboardInterrupt:
         fail(
             f"interrupted; finished jobs are kept in {out}/journal.sqlite: run the same "
@@ -640,6 +722,10 @@ def report(
             path = write_report(run_dir, against=against, out=out)
     except (QvitHwError, ValueError) as exc:
         fail(one_line(exc))
+    import json
+
+    for warning in json.loads(path.with_name("report.json").read_text()).get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(f"wrote {path.with_name('report.json')} and {path}", highlight=False)
 
 

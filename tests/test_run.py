@@ -122,12 +122,14 @@ def test_a_permanent_failure_stops_and_resume_finishes_without_paying_twice(
     np.testing.assert_allclose(predictions(out)[2], predictions(reference)[2], atol=1e-12)
 
 
-def start_run(bundle: str, out: Path, state: Path) -> subprocess.Popen:
+def start_run(
+    bundle: str, out: Path, state: Path, *extra: str, inner: str = ""
+) -> subprocess.Popen:
     """`qvit-hw run` in its own process on a slow mock (0.2 s per job, 2 in flight)."""
-    backend = f"mock?latency=0.2&state={state}"
+    backend = f"mock?latency=0.2&state={state}{inner}"
     args = ["run", bundle, "--backend", backend, "--limit", "4", "--batch-size", "2",
             "--job-size", "8", "--max-in-flight", "2", "--poll-interval", "0.02",
-            "--out", str(out)]  # fmt: skip
+            "--out", str(out), *extra]  # fmt: skip
     return subprocess.Popen(
         [sys.executable, "-m", "qvit_hw.cli", *args],
         stdout=subprocess.PIPE,
@@ -148,11 +150,14 @@ def submits_logged(state: Path) -> int:
     return len((state / "submits.jsonl").read_text().splitlines())
 
 
-def resume_and_check(bundle: str, out: Path, state: Path, reference: Path) -> None:
+def resume_and_check(
+    bundle: str, out: Path, state: Path, reference: Path, *extra: str, inner: str = ""
+) -> None:
     done_before = {p for p, status, _ in journal_records(out) if status == "done"}
     in_flight = {p for p, status, _ in journal_records(out) if status == "submitted"}
-    result = cli("run", bundle, "--backend", f"mock?state={state}", "--limit", "4",
-                 "--batch-size", "2", "--job-size", "8", "--out", str(out), "--resume")  # fmt: skip
+    result = cli("run", bundle, "--backend", f"mock?state={state}{inner}", "--limit", "4",
+                 "--batch-size", "2", "--job-size", "8", "--out", str(out), "--resume",
+                 *extra)  # fmt: skip
     assert result.exit_code == 0, result.output
     records = journal_records(out)
     assert all(submits == 1 for _, _, submits in records)  # no job was paid for twice
@@ -176,10 +181,8 @@ def test_ctrl_c_leaves_a_resumable_journal(bundle, reference, tmp_path):
     resume_and_check(bundle, out, state, reference)
 
 
-def test_a_killed_run_resumes_without_resubmitting_finished_jobs(bundle, reference, tmp_path):
-    out, state = tmp_path / "killed", tmp_path / "mock"
-    proc = start_run(bundle, out, state)
-    wait_for_done_jobs(proc, out, 5)
+def kill_between_submits(proc: subprocess.Popen, out: Path, state: Path) -> None:
+    """SIGKILL ``proc`` at a moment when every accepted submit is in the journal."""
     # SIGKILL cannot be held off: kill while every accepted submit is in the journal (a kill
     # between the backend accepting a job and the journal write would orphan that job)
     while True:
@@ -191,7 +194,37 @@ def test_a_killed_run_resumes_without_resubmitting_finished_jobs(bundle, referen
     proc.kill()
     proc.communicate(timeout=30)
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # it never knew
+
+
+def test_a_killed_run_resumes_without_resubmitting_finished_jobs(bundle, reference, tmp_path):
+    out, state = tmp_path / "killed", tmp_path / "mock"
+    proc = start_run(bundle, out, state)
+    wait_for_done_jobs(proc, out, 5)
+    kill_between_submits(proc, out, state)
     resume_and_check(bundle, out, state, reference)
+
+
+ADAPTIVE_LEARNED = ("--shots", "auto", "--initial-shots", "100", "--max-shots-per-row", "1600",
+                    "--target-agreement", "0.999", "--mitigate", "learned",
+                    "--calibration-rows", "64")  # fmt: skip
+
+
+def test_a_killed_adaptive_run_with_learned_mitigation_resumes_paying_nothing_twice(
+    bundle, tmp_path
+):
+    reference = tmp_path / "reference"
+    result = cli("run", bundle, "--backend", "mock?inner=shots", "--limit", "4",
+                 "--batch-size", "2", "--job-size", "8", *ADAPTIVE_LEARNED,
+                 "--out", str(reference))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cost = json.loads((reference / "cost.json").read_text())
+    # 8 calibration jobs, 48 of the first round (2 x 192 rows / 8), then the later rounds
+    assert cost["calibration_jobs"] == 8 and cost["jobs"] > 8 + 48 + 8
+    out, state = tmp_path / "killed", tmp_path / "mock"
+    proc = start_run(bundle, out, state, *ADAPTIVE_LEARNED, inner="&inner=shots")
+    wait_for_done_jobs(proc, out, 8 + 48 + 4)  # calibration, first round, into the next
+    kill_between_submits(proc, out, state)
+    resume_and_check(bundle, out, state, reference, *ADAPTIVE_LEARNED, inner="&inner=shots")
 
 
 def test_fake_brisbane_end_to_end_with_readout_mitigation(bundle, tmp_path):

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import PermanentBackendError, TransientBackendError
 from .base import Backend, JobResult, JobStatus, Pub, RemoteBackend, backend_identity
+from .options import parse_bool
 
 
 def _ints(text: Any) -> tuple[int, ...]:
@@ -68,6 +69,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "max_circuits": _opt_int,
     "max_shots": _opt_int,
     "max_executions": _opt_int,
+    "paid": lambda v: parse_bool(v, "mock: paid"),
 }
 
 
@@ -86,6 +88,7 @@ class MockOptions:
     max_circuits: int | None = None
     max_shots: int | None = None
     max_executions: int | None = None
+    paid: bool = False  # behave like a billed service: `qvit-hw run` asks before submitting
 
     def __post_init__(self) -> None:
         for name in ("transient", "result_transient"):
@@ -120,6 +123,10 @@ class _Job:
 
 class MockBackend(RemoteBackend):
     """A backend that fails on purpose, reproducibly; results come from ``inner``."""
+
+    @property
+    def paid(self) -> bool:
+        return self.options.paid
 
     def __init__(
         self,

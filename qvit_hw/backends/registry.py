@@ -44,7 +44,7 @@ def backend_infos() -> list[BackendInfo]:
     shown = ", ".join(n for n in ("fake_brisbane", "fake_torino", "fake_fez") if n in fakes)
     mock_options = (
         "inner, seed, transient, result_transient, fail, hang, latency, state, max_circuits, "
-        "max_shots, max_executions"
+        "max_shots, max_executions, paid"
     )
     return [
         BackendInfo("statevector", "exact <Z>, no shot noise (default)", "-", "-"),

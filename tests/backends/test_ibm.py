@@ -134,9 +134,12 @@ class MockSampler:
 
     def __init__(self, service, script=()):
         self.service, self.script, self.runs = service, list(script), 0
+        self.options = SimpleNamespace(max_execution_time=None)
+        self.limits = []  # max_execution_time at each run
 
     def run(self, pubs):
         self.runs += 1
+        self.limits.append(self.options.max_execution_time)
         step = self.script.pop(0) if self.script else {}
         if isinstance(step, Exception):
             raise step
@@ -327,3 +330,21 @@ def test_error_suppression_options_reach_sampler_v2_and_the_identity(monkeypatch
     assert backend_identity(local)["twirling"] == "measure"
     with pytest.raises(ValueError, match="dd must be one of none, XX, XpXm, XY4"):
         get_backend("ibm_fez?local=1&dd=XZ")
+
+
+def test_a_qpu_seconds_budget_stops_the_run_and_reaches_sampler_v2_as_max_execution_time():
+    from qvit_hw.errors import BudgetExhausted
+
+    service = MockService()
+    qnn, _ = call(rows=96)
+    scheduler, sampler = mocked(service, job_size=16)  # 16 executions (k = 2: 32 rows) per job
+    seconds = scheduler.scheduler.job_cost(scheduler.plan([qnn]).jobs[0])[1]
+    assert seconds == pytest.approx(16 * SHOTS * (250e-6 + 1e-6), rel=0.2)  # rep delay + circuit
+    budget = 2.5 * seconds  # two jobs fit, the third would pass it
+    scheduler, sampler = mocked(service, job_size=16, max_qpu_seconds=budget)
+    with pytest.raises(BudgetExhausted, match="would take the run past --max-qpu-seconds"):
+        scheduler.run([qnn])
+    assert sampler.runs == 2  # stopped before paying for the third
+    assert sampler.limits == [int(budget), int(budget - seconds)]  # the remainder, each time
+    assert scheduler.backend.paid  # a live service: `qvit-hw run` asks first
+

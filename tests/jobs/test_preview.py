@@ -1,0 +1,133 @@
+"""What a run costs before it is paid for: --dry-run, budgets that stop and resume, QPU
+seconds in cost.json, and consent on paid backends."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from qvit_hw.cli import app
+from qvit_hw.jobs.config import AdaptiveConfig, SchedulerConfig
+from qvit_hw.jobs.preview import preview
+from qvit_hw.jobs.run import RunOptions
+
+runner = CliRunner()
+FAST = ("--limit", "4", "--batch-size", "2", "--job-size", "8")
+
+
+def cli(*args, **kwargs):
+    return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+
+def submits(state: Path) -> int:
+    path = state / "submits.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def predictions(out: Path) -> str:
+    return (out / "predictions.csv").read_text()
+
+
+def test_a_dry_run_submits_nothing_and_predicts_the_real_runs_cost(bundle, tmp_path):
+    state, out = tmp_path / "mock", tmp_path / "run"
+    backend = f"mock?inner=shots&state={state}"
+    args = ("run", bundle, "--backend", backend, *FAST, "--mitigate", "readout,learned",
+            "--calibration-rows", "32", "--out", out)  # fmt: skip
+    result = cli(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert (
+        "nothing submitted" in result.output and "total: jobs / executions / shots" in result.output
+    )
+    assert submits(state) == 0 and not out.exists()
+    options = RunOptions(bundle, backend=backend, limit=4, batch_size=2, mitigate="readout,learned",
+                         scheduler=SchedulerConfig(job_size=8, calibration_rows=32))  # fmt: skip
+    plan = preview(options)
+    assert cli(*args).exit_code == 0
+    cost = json.loads((out / "cost.json").read_text())
+    total = plan.total
+    assert (total.jobs, total.executions, total.shots) == (
+        cost["jobs"],
+        cost["executions"],
+        cost["shots"],
+    )
+    assert plan.calibration.executions == cost["calibration_executions"] > 0
+    assert submits(state) == cost["jobs"]
+
+
+def test_an_adaptive_dry_run_shows_the_first_round_and_the_ceiling(bundle):
+    adaptive = AdaptiveConfig(initial_shots=100, max_shots_per_row=3200)
+    plan = preview(RunOptions(bundle, backend="fake_brisbane", limit=2, adaptive=adaptive))
+    rows = plan.unique_rows
+    k = 23  # copies of chain(4) per fake_brisbane execution (best packing)
+    assert plan.data.shots == 100 * plan.data.executions and plan.data.executions >= rows / k
+    assert plan.ceiling.shots == 32 * plan.data.shots
+    assert plan.total.qpu_seconds > 0 and plan.ceiling.qpu_seconds > 30 * plan.data.qpu_seconds
+
+
+def test_a_shot_budget_stops_before_paying_and_a_larger_one_resumes_to_the_same_result(
+    bundle, tmp_path
+):
+    state, out, clean = tmp_path / "mock", tmp_path / "run", tmp_path / "clean"
+    backend = f"mock?inner=shots&state={state}"
+    common = ("run", bundle, "--backend", backend, *FAST, "--shots", "500")
+    assert cli(*common[:3], "shots", *FAST, "--shots", "500", "--out", clean).exit_code == 0
+    jobs = json.loads((clean / "cost.json").read_text())["jobs"]
+    result = cli(*common, "--max-total-shots", 500 * 8 * 5 + 1, "--out", out)  # 5 jobs fit
+    assert result.exit_code == 1
+    assert "would take the run past --max-total-shots 20,001" in result.output
+    assert "--resume with a larger budget continues" in result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and submits(state) == 5
+    result = cli(*common, "--max-total-shots", 10**9, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert submits(state) == jobs  # the 5 paid jobs were not paid again
+    assert predictions(out) == predictions(clean)
+
+
+def test_a_qpu_seconds_budget_needs_durations(bundle, tmp_path):
+    result = cli("run", bundle, "--backend", "shots", *FAST, "--max-qpu-seconds", 10,
+                 "--out", tmp_path / "x")  # fmt: skip
+    assert result.exit_code == 1 and "gives no QPU-time estimate" in result.output
+
+
+def test_cost_json_carries_qpu_seconds_and_where_they_come_from(bundle, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        cli("run", bundle, "--backend", "fake_brisbane", "--limit", "1", "--out", out).exit_code
+        == 0
+    )
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["qpu_seconds"] is None and cost["qpu_seconds_source"].startswith("estimated")
+    per_shot = 250e-6  # FakeBrisbane's repetition delay, plus the circuit's microseconds
+    assert cost["shots"] * per_shot < cost["qpu_seconds_estimated"] < cost["shots"] * 2 * per_shot
+    ideal = tmp_path / "ideal"
+    assert cli("run", bundle, "--limit", "1", "--out", ideal).exit_code == 0
+    assert json.loads((ideal / "cost.json").read_text())["qpu_seconds_source"].startswith("unknown")
+
+
+def test_a_paid_backend_needs_consent_and_a_local_one_does_not(bundle, tmp_path, monkeypatch):
+    state = tmp_path / "mock"
+    paid = f"mock?inner=shots&paid=1&state={state}"
+    result = cli("run", bundle, "--backend", paid, *FAST, "--out", tmp_path / "a")
+    assert result.exit_code == 1 and "is a paid backend: pass --yes" in result.output
+    assert submits(state) == 0 and not (tmp_path / "a").exists()
+    monkeypatch.setattr("qvit_hw.cli._on_terminal", lambda: True)
+    result = cli("run", bundle, "--backend", paid, *FAST, "--out", tmp_path / "b", input="n\n")
+    assert result.exit_code == 1 and "estimated QPU seconds" in result.output
+    assert "not confirmed; nothing was submitted" in result.output and submits(state) == 0
+    result = cli("run", bundle, "--backend", paid, *FAST, "--out", tmp_path / "c", input="y\n")
+    assert result.exit_code == 0, result.output
+    monkeypatch.setattr("qvit_hw.cli._on_terminal", lambda: False)
+    result = cli("run", bundle, "--backend", paid, *FAST, "--yes", "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(*(np.load(tmp_path / d / "rows.npz")["estimate"] for d in "cd"))
+    local = cli("run", bundle, "--backend", "shots", *FAST, "--out", tmp_path / "e")
+    assert local.exit_code == 0 and "Submit these jobs?" not in local.output
+
+
+@pytest.mark.parametrize("flag", ["--max-total-shots", "--max-qpu-seconds"])
+def test_a_budget_must_be_positive(bundle, tmp_path, flag):
+    result = cli("run", bundle, flag, 0, "--out", tmp_path / "x")
+    assert result.exit_code == 1 and f"{flag} must be" in result.output
