@@ -31,6 +31,7 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -485,8 +486,12 @@ def compute(data: RunData) -> dict[str, Any]:
 # --- plots and HTML -----------------------------------------------------------------------
 
 
-def plots(data: RunData, numbers: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """(title, PNG bytes) of every plot of one run."""
+def plots(
+    data: RunData, numbers: dict[str, Any], scale: dict[str, float] | None = None
+) -> list[tuple[str, bytes]]:
+    """(title, PNG bytes) of every plot of one run; ``scale`` fixes the top of the colour
+    scales ("qubit_mae", "confusion") so that runs side by side share them."""
+    scale = scale or {}
     r = data.rows
     out = [
         (
@@ -500,7 +505,8 @@ def plots(data: RunData, numbers: dict[str, Any]) -> list[tuple[str, bytes]]:
         ("Error per QNN", per_qnn_plot(numbers["per_qnn"])),
     ]
     edges, num_qubits = _coupling_map(data.run.get("backend_name", ""))
-    out.append(("Error per physical qubit", chip_plot(numbers["per_qubit"], edges, num_qubits)))
+    chip = chip_plot(numbers["per_qubit"], edges, num_qubits, vmax=scale.get("qubit_mae"))
+    out.append(("Error per physical qubit", chip))
     if data.histograms is not None and len(data.histograms["row"]):
         h = data.histograms
         out.append(
@@ -512,7 +518,9 @@ def plots(data: RunData, numbers: dict[str, Any]) -> list[tuple[str, bytes]]:
     out.append(
         (
             "Predictions: exact model vs backend",
-            confusion_plot(np.array(numbers["predictions"]["confusion"])),
+            confusion_plot(
+                np.array(numbers["predictions"]["confusion"]), vmax=scale.get("confusion")
+            ),
         )
     )
     return out
@@ -525,6 +533,10 @@ def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | Non
     from .errors import QvitHwError
 
     try:
+        if backend.startswith("braket:") and backend != "braket:local":
+            from .devices.braket import find_device
+
+            backend = find_device(backend.removeprefix("braket:")).target or ""
         for name in (backend, backend.replace("fake_", "ibm_", 1)):
             if name in TARGETS:
                 dt = get_target(name, live=False)
@@ -618,8 +630,12 @@ def _lookup(numbers: dict[str, Any], path: tuple[str, str]) -> Any:
     return None if part is None else part.get(path[1])
 
 
-def render_html(reports: list[tuple[dict[str, Any], list[tuple[str, bytes]]]]) -> str:
-    """One self-contained page: a summary table (a column per run), then plots side by side."""
+def render_html(
+    reports: list[tuple[dict[str, Any], list[tuple[str, bytes]]]], warnings: Sequence[str] = ()
+) -> str:
+    """One self-contained page: warnings, a summary table (a column per run), then plots side
+    by side (sharing colour scales)."""
+    notes = "".join(f'<p class="warning">warning: {html.escape(w)}</p>' for w in warnings)
     head = "".join(f"<th>{html.escape(n['name'])}</th>" for n, _ in reports)
     body = "".join(
         f"<tr><td>{html.escape(label)}</td>"
@@ -661,11 +677,14 @@ td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
 figure {{ margin: 0; }} img {{ max-width: 640px; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
+.warning {{ color: #8a4b00; background: #fff4e0; border-left: 4px solid #e69500;
+  padding: 0.4em 0.8em; }}
 </style></head><body>
 <h1>Fidelity report</h1>
 <p>Runs: {runs}. Errors compare the backend's &lt;Z&gt; with the exact simulator on the
 same token angles; predictions compare the model with its QNNs on the backend against the
 exact model.</p>
+{notes}
 <table><tr><th></th>{head}</tr>{body}</table>
 {_corrections_table(reports)}
 {"".join(sections)}
@@ -680,6 +699,33 @@ def build_report(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[
     return numbers, plots(data, numbers)
 
 
+def shared_scale(numbers: list[dict[str, Any]]) -> dict[str, float]:
+    """One top for each colour scale over runs shown side by side."""
+    mae = [row["mae"] for n in numbers for row in n["per_qubit"]]
+    confusion = [int(np.max(n["predictions"]["confusion"])) for n in numbers]
+    return {"qubit_mae": max(mae, default=0.0), "confusion": float(max(confusion, default=1))}
+
+
+def comparison_warnings(numbers: list[dict[str, Any]]) -> list[str]:
+    """What differs between runs compared side by side besides backend and corrections:
+    their images (count), shots or data set, each a line naming the values."""
+    first, *others = numbers
+    out = []
+    for other in others:
+        for what, get in (
+            ("images", lambda n: n["predictions"]["images"]),
+            ("shots", lambda n: n.get("shots")),
+            ("data set", lambda n: n.get("dataset")),
+        ):
+            a, b = get(first), get(other)
+            if a != b:
+                out.append(
+                    f"the runs differ in {what}: {a} in {first['run']}, {b} in {other['run']}; "
+                    "their numbers are not directly comparable"
+                )
+    return out
+
+
 def write_report(
     run_dir: str | os.PathLike[str],
     *,
@@ -690,14 +736,17 @@ def write_report(
     ``out`` (default: the run directory); returns the HTML's path."""
     if out is not None:
         check_out_dir(out)
-    reports = [build_report(run_dir)]
-    if against is not None:
-        reports.append(build_report(against))
+    runs = [load_run(run_dir)] + ([load_run(against)] if against is not None else [])
+    numbers = [compute(data) for data in runs]
+    scale = shared_scale(numbers) if len(runs) > 1 else None
+    reports = [(n, plots(data, n, scale)) for data, n in zip(runs, numbers, strict=True)]
+    warnings = comparison_warnings(numbers) if len(runs) > 1 else []
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = dict(reports[0][0])
     if against is not None:
         doc["against"] = reports[1][0]
+        doc["warnings"] = warnings
     write_atomic(out / REPORT_JSON, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    write_atomic(out / REPORT_HTML, render_html(reports))
+    write_atomic(out / REPORT_HTML, render_html(reports, warnings))
     return out / REPORT_HTML

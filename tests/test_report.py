@@ -410,3 +410,97 @@ def test_every_correction_is_shown_side_by_side_with_its_calibration_cost(runs):
     assert doc["cost"]["calibration_jobs"] == 1 and doc["cost"]["calibration_executions"] == 2
     page = (runs["fake"] / "report.html").read_text()
     assert "Corrections side by side" in page and "calibration share" in page
+
+
+# --- side by side: one colour scale, a warning when the runs differ; the chip's lattice ----
+
+
+def test_compared_runs_that_differ_say_so_in_one_line_each(runs, tmp_path):
+    doc = json.loads((runs["fake"] / "report.json").read_text())
+    warnings = doc["warnings"]
+    assert len(warnings) == 2  # 2 vs 12 images, 300 vs 400 shots; the same data set
+    assert warnings[0].startswith(f"the runs differ in images: 2 in {runs['fake']}, 12 in ")
+    assert "differ in shots: 300 in" in warnings[1] and "not directly comparable" in warnings[1]
+    page = (runs["fake"] / "report.html").read_text()
+    assert page.count('<p class="warning">warning: the runs differ in') == 2
+    result = runner.invoke(
+        app, ["report", str(runs["fake"]), "--against", str(runs["shots"]), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0 and "warning: the runs differ in images" in result.output
+    same = runner.invoke(app, ["report", str(runs["fake"]), "--against", str(runs["fake"]),
+                               "--out", str(tmp_path / "same")])  # fmt: skip
+    assert same.exit_code == 0 and "warning" not in same.output
+    assert json.loads((tmp_path / "same" / "report.json").read_text())["warnings"] == []
+
+
+def test_side_by_side_plots_share_one_colour_scale(runs, tmp_path, monkeypatch):
+    import qvit_hw.report as report_module
+
+    seen = {"chip": [], "confusion": []}
+    chip, confusion = report_module.chip_plot, report_module.confusion_plot
+
+    def chip_spy(per_qubit, edges, num_qubits, *, vmax=None):
+        seen["chip"].append((max(r["mae"] for r in per_qubit), vmax))
+        return chip(per_qubit, edges, num_qubits, vmax=vmax)
+
+    def confusion_spy(matrix, *, vmax=None):
+        seen["confusion"].append((int(matrix.max()), vmax))
+        return confusion(matrix, vmax=vmax)
+
+    monkeypatch.setattr(report_module, "chip_plot", chip_spy)
+    monkeypatch.setattr(report_module, "confusion_plot", confusion_spy)
+    report_module.write_report(runs["fake"], against=runs["shots"], out=tmp_path)
+    (own_a, top_a), (own_b, top_b) = seen["chip"]
+    assert top_a == top_b == max(own_a, own_b) and own_a != own_b
+    (c_a, v_a), (c_b, v_b) = seen["confusion"]
+    assert v_a == v_b == max(c_a, c_b)
+    seen["chip"].clear()
+    report_module.write_report(runs["fake"], out=tmp_path / "alone")
+    assert seen["chip"][0][1] is None  # one run: its own scale
+
+
+def test_headless_screenshot_shows_the_chip_on_its_heavy_hex_lattice(runs, tmp_path):
+    """The fake_brisbane run's chip, as a browser draws the report: the idle qubits' grey
+    discs sit on 13 rows of Eagle's heavy-hex (7 rows of qubits, 6 of bridges) and 15
+    columns, where a spring layout would scatter them."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (make browser installs it)")
+        pytest.skip("chromium is not installed: `make browser` (as root) installs it")
+    from scipy import ndimage
+
+    from qvit_hw.report import write_report
+
+    page = write_report(runs["fake"], out=tmp_path / "report")
+    shot = tmp_path / "shot.png"
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+            "--force-device-scale-factor=1", f"--screenshot={shot}", "--window-size=1400,3600",
+            page.as_uri()]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import matplotlib.image as mpimg
+
+    rgb = (mpimg.imread(shot)[..., :3] * 255).round()
+    grey = (np.abs(rgb - 224) <= 2).all(axis=-1)  # the idle discs' fill, #e0e0e0
+    labels, count = ndimage.label(grey)
+    sizes = ndimage.sum(grey, labels, range(1, count + 1))
+    discs = [i + 1 for i, s in enumerate(sizes) if 8 <= s <= 80]
+    centres = np.array(ndimage.center_of_mass(grey, labels, discs))  # (discs, (y, x))
+    centres = centres[np.argsort(centres[:, 0])]
+    groups = np.split(centres, np.flatnonzero(np.diff(centres[:, 0]) > 100) + 1)
+    chip = max(groups, key=len)  # the chip drawing: the one dense cluster of grey discs
+    used = len(report(runs["fake"])["per_qubit"])
+    assert abs(len(chip) - (127 - used)) <= 2, (len(chip), used)
+
+    def on_lattice(values, most):
+        """Values on a regular pitch (the lattice's), in at most ``most`` lines."""
+        values = np.sort(values)
+        gaps = np.diff(values)
+        span = values[-1] - values[0]
+        pitch = span / round(span / gaps[gaps > 4].min())  # the mean pitch, not one gap
+        steps = (values - values[0]) / pitch
+        return np.abs(steps - steps.round()).max() < 0.2 and len(np.unique(steps.round())) <= most
+
+    assert on_lattice(chip[:, 0], 13) and on_lattice(chip[:, 1], 15)
