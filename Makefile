@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,rigetti,braket]"
+	$(BIN)/pip install -q -e ".[dev,rigetti,braket,ray]"
 	touch $(STAMP)
 
 test: setup venv-pennylane-rigetti browser
