@@ -350,6 +350,44 @@ def distill(
     _report(result, f"{a.model} on {a.dataset} with KD ({a.size}x{a.size}, {a.qubits} qubits)")
 
 
+@app.command()
+def sweep(
+    config: str = typer.Argument(
+        ..., help="A sweep file (TOML: [grid], [train], [distill], [resources]) or 'paper'."
+    ),
+    out: str = typer.Option(..., help="Sweep folder: one run folder per configuration."),
+    parallel: int = typer.Option(1, help="Configurations run at a time on this machine."),
+    ray_address: str | None = typer.Option(
+        None,
+        help="Run each configuration as a Ray task on this cluster ('auto', 'ray://host:10001'; "
+        "needs the ray extra) instead of locally.",
+    ),
+    retries: int = typer.Option(
+        1, help="Extra attempts of a failed configuration; each resumes its last checkpoint."
+    ),
+) -> None:
+    """A grid of train/distill runs (data sets x sizes x models x KD x seeds), N at a time
+    or on Ray; finished runs are skipped; writes sweep.csv and sweep.md (the paper's Tables 1
+    and 2 with its values beside the measured ones)."""
+    from .train.sweep import load_sweep, run_sweep
+
+    try:
+        grid = load_sweep(config)
+        console.print(f"sweep: {len(grid.runs)} configurations -> {out}", highlight=False)
+        rows = run_sweep(
+            grid, out, parallel=parallel, ray_address=ray_address, retries=retries,
+            report=lambda cfg, status: console.print(f"{cfg.name}: {status}", highlight=False),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        fail("interrupted; run the same command again: finished runs are skipped", code=130)
+    except (QvitHwError, ValueError, OSError) as exc:
+        fail(one_line(exc))
+    failed = [r["name"] for r in rows if r["status"] == "failed"]
+    console.print(f"wrote {out}/sweep.csv and {out}/sweep.md", highlight=False)
+    if failed:
+        fail(f"{len(failed)} configurations failed ({', '.join(failed)}); see their sweep.log")
+
+
 # --- export, transpile (qvit_hw.export, qvit_hw.transpile) ---------------------------------
 
 
