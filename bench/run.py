@@ -1,7 +1,10 @@
 """`make bench`: run every benchmark section side by side and write bench/RESULTS.md.
 
 Each section module exposes ``run(console) -> str`` returning Markdown. Ratios, not
-absolute times, are the claims: every ratio compares two things measured in this run.
+absolute times, are the claims: every ratio compares two things measured in one section's
+run. ``python -m bench.run bench.adaptive`` runs only the sections named: each section's
+Markdown is kept in ``bench/results/<section>.md`` (with the date and machine it was
+measured on), and RESULTS.md is put together from every section's latest file.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ SECTIONS = [
     "bench.scheduler",
     "bench.noisy",
     "bench.mitigation",
+    "bench.adaptive",
 ]
 OUT = Path(__file__).with_name("RESULTS.md")
+PARTS = Path(__file__).with_name("results")
 
 
 def machine() -> str:
@@ -39,13 +44,7 @@ def machine() -> str:
 def main(argv: list[str]) -> None:
     console = Console()
     wanted = argv or SECTIONS
-    parts = [
-        "# qvit-hw benchmarks",
-        "",
-        f"Written by `make bench` on {time.strftime('%Y-%m-%d')}; machine: {machine()}.",
-        "Times are medians of interleaved repeats; the claims are the ratios.",
-        "",
-    ]
+    PARTS.mkdir(exist_ok=True)
     for name in wanted:
         try:
             module = importlib.import_module(name)
@@ -55,8 +54,18 @@ def main(argv: list[str]) -> None:
             console.print(f"[yellow]skip {name}: not written yet[/]")
             continue
         console.rule(name)
-        parts.append(module.run(console))
-    OUT.write_text("\n".join(parts) + "\n")
+        stamp = f"*Measured on {time.strftime('%Y-%m-%d')}; machine: {machine()}.*"
+        (PARTS / f"{name}.md").write_text(f"{module.run(console).rstrip()}\n\n{stamp}\n")
+    parts = [
+        "# qvit-hw benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run [SECTION ...]` re-measures some); each "
+        "section says when and where it was measured. Times are medians of interleaved "
+        "repeats; the claims are the ratios.",
+        "",
+    ]
+    parts += [(PARTS / f"{n}.md").read_text() for n in SECTIONS if (PARTS / f"{n}.md").is_file()]
+    OUT.write_text("\n".join(parts))
     console.print(f"wrote {OUT}")
 
 

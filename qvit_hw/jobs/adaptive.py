@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 DRAW_CHUNK = 64  # Monte Carlo draws per forward (memory: draws x B x heads x T^2 floats)
 CLOSEST = 3  # classes after the predicted one that the linearised flip probability sums
+TRUST = 4  # the linearised probability decides where it is this factor from the threshold
 
 
 @dataclass
@@ -97,12 +98,12 @@ def flip_probability(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per image of ``images`` (default: all), the probability that exact values would give
     another class than ``z`` (b, T, Q, n) does, with exact ~ N(z, stderr) clipped to
-    [-1, 1]. Images whose linearised probability is far from ``threshold`` (below a tenth of
-    it, or above ten times it) keep that; the rest get the share of ``draws`` seeded Monte
+    [-1, 1]. Images whose linearised probability is far from ``threshold`` (below 1 / `TRUST`
+    of it, or above `TRUST` times it) keep that; the rest get the share of ``draws`` seeded Monte
     Carlo draws whose prediction differs. Returns (flip, pred, margin, grad) (`linearised`)."""
     images = np.arange(len(z)) if images is None else images
     pred, flip, margin, grad = linearised(logits_of, z, stderr, images)
-    unsure = np.flatnonzero((flip >= threshold / 10) & (flip <= threshold * 10))
+    unsure = np.flatnonzero((flip >= threshold / TRUST) & (flip <= threshold * TRUST))
     if len(unsure):
         flips = np.zeros(len(unsure))
         with torch.no_grad():

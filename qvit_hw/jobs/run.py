@@ -47,7 +47,7 @@ from ..backends.base import backend_identity
 from ..errors import DataError, RunError, RunInterrupted, one_line
 from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
 from ..model import VisionTransformer
-from .adaptive import flip_probability, refine
+from .adaptive import linearised, refine
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .journal import Journal
@@ -336,7 +336,8 @@ def _infer(
 ) -> Inferred:
     """Logits per batch through the backend (the executor) and through the exact model;
     with ``adaptive``, after its rounds of shots (`adaptive.refine`); per image, the
-    probability that noise changed its prediction and the shots spent; and, with
+    probability that noise changed its prediction (adaptive: as its rounds decided it;
+    uniform: linearised, `adaptive.linearised`) and the shots spent; and, with
     ``corrections`` > 0, the logits the estimates would give before the last correction,
     stage by stage (raw, after the first, ...; None where a stage cannot be replayed
     without new jobs), from the same results."""
@@ -346,7 +347,6 @@ def _infer(
     batches = range(0, len(data), batch_size)
     task = progress.add_task("images", total=len(data)) if progress is not None else None
     executor.shots = None if adaptive is None else adaptive.initial_shots
-    draws = AdaptiveConfig().draws if adaptive is None else adaptive.draws
     for number, a in enumerate(batches, 1):
         x = to_tensor(np.asarray(data.images[a : a + batch_size]), norm)  # (B, 3, S, S)
         executor.begin_batch(np.arange(a, a + len(x)), f"batch {number}/{len(batches)}")
@@ -365,9 +365,8 @@ def _infer(
             result.preds.append(done.preds)
         else:
             z, se = _layer_z(executor, len(x)), _layer_z(executor, len(x), "stderr")
-            seed = np.random.default_rng([AdaptiveConfig().seed, number])
-            threshold = 1 - AdaptiveConfig().target_agreement
-            result.flip.append(flip_probability(logits_of, z, se, draws, seed, threshold)[0])
+            images = np.arange(len(x))  # linearised only: uniform runs take no decision on it
+            result.flip.append(linearised(logits_of, z, se, images)[1])
             result.shots.append(_image_shots(executor, len(x)))
         result.logits.append(logits.detach())
         with torch.no_grad():
