@@ -1,4 +1,5 @@
-"""One train step (forward + backward + Adam, batch 32, 196 tokens): QViT vs ViT.
+"""One train step (forward + backward + Adam, batch 32, 196 tokens): QViT vs ViT, and the
+images per second of ViT and QViT steps on this CPU (and on each GPU where there is one).
 
 Every variant runs in this process with the same shapes, interleaved repeat by repeat,
 so machine noise hits all of them alike; the table reports each median as a ratio to
@@ -46,10 +47,13 @@ def pennylane_executor(spec, weights, angles, names=()):
 _PL_CACHE: dict = {}
 
 
-def make_step(model: VisionTransformer, size: int, executor=None) -> Callable[[], None]:
+def make_step(
+    model: VisionTransformer, size: int, executor=None, device: str = "cpu"
+) -> Callable[[], None]:
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(BATCH, 3, size, size, generator=g)
-    labels = torch.randint(0, 2, (BATCH,), generator=g)
+    images = torch.randn(BATCH, 3, size, size, generator=g).to(device)
+    labels = torch.randint(0, 2, (BATCH,), generator=g).to(device)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -61,6 +65,8 @@ def make_step(model: VisionTransformer, size: int, executor=None) -> Callable[[]
                 loss = F.cross_entropy(model(images), labels)
         loss.backward()
         opt.step()
+        if device != "cpu":
+            torch.cuda.synchronize(device)  # the step is done, not just queued
 
     return step
 
@@ -106,9 +112,12 @@ def run(console: Console, repeats: int = 15) -> str:
         "| image | n | variant | step (ms) | ratio to ViT | target |",
         "|---|---|---|---|---|---|",
     ]
+    rates: list[tuple[str, int, int, str, float]] = []  # device, size, n, model, images/s
     for size, n in CONFIGS:
         steps = variants(size, n, with_pennylane=True)
         medians = measure(steps, repeats, slow={"PennyLane default.qubit"})
+        for name, label in (("ViT (Linear Q/K/V)", "ViT"), ("closed form (chain)", "QViT")):
+            rates.append((_cpu_name(), size, n, label, BATCH / medians[name]))
         base = medians["ViT (Linear Q/K/V)"]
         for name, t in medians.items():
             ratio = t / base
@@ -120,7 +129,41 @@ def run(console: Console, repeats: int = 15) -> str:
             )
             lines.append(f"| {size} | {n} | {name} | {t * 1e3:.1f} | {ratio:.2f}x | {verdict} |")
             console.print(f"{size}x{size} n={n} {name:28s} {t * 1e3:8.1f} ms  {ratio:7.2f}x")
+    rates += gpu_rates(repeats)
+    lines += [
+        "",
+        "### Train steps per second: images/s",
+        "",
+        f"Images per second of the train steps above (batch {BATCH}, forward + backward + "
+        "Adam, QViT = closed form), on every device this machine has (GPU rows appear where "
+        "torch sees CUDA).",
+        "",
+        "| device | image | n | model | images/s |",
+        "|---|---|---|---|---|",
+    ]
+    for device, size, n, label, rate in rates:
+        lines.append(f"| {device} | {size} | {n} | {label} | {rate:,.0f} |")
+        console.print(f"{device} {size}x{size} n={n} {label:5s} {rate:10.0f} images/s")
     return "\n".join(lines) + "\n"
+
+
+def _cpu_name() -> str:
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def gpu_rates(repeats: int) -> list[tuple[str, int, int, str, float]]:
+    """images/s of ViT and QViT steps on each CUDA device (none here: an empty list)."""
+    rows = []
+    for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        device = f"cuda:{index}"
+        name = f"{device} ({torch.cuda.get_device_name(index)})"
+        for size, n in CONFIGS:
+            for kind, label in (("vit", "ViT"), ("qvit", "QViT")):
+                torch.manual_seed(0)
+                model = VisionTransformer(ModelConfig(model=kind, image_size=size, n_qubits=n))
+                medians = measure({label: make_step(model, size, device=device)}, repeats, set())
+                rows.append((name, size, n, label, BATCH / medians[label]))
+    return rows
 
 
 if __name__ == "__main__":
