@@ -31,3 +31,11 @@ def test_other_shapes_fall_back_to_the_coupling_map():
     png = chip_plot([{"qubit": 0, "mae": 0.1}], ring, 6)
     assert png.startswith(b"\x89PNG")
     assert lattice_positions([(0, 1)], 1) is None  # a coupler to a qubit the chip lacks
+
+
+def test_the_report_finds_the_chip_behind_every_hardware_name():
+    from qvit_hw.report import _coupling_map
+
+    assert _coupling_map("braket:ankaa-3")[1] == 84  # Ankaa-3 through Braket: its grid
+    assert _coupling_map("fake_brisbane")[1] == _coupling_map("ibm_brisbane")[1] == 127
+    assert _coupling_map("braket:local") == _coupling_map("statevector") == (None, None)
