@@ -8,8 +8,10 @@
     the whole 127-qubit noise model every run), the fast engine's its sampling.
 (b) Accuracy at the scale of ``make demo``: the demo's bundle (digits QViT with the demo's
     settings, trained here unless ``demo/`` holds a finished demo with those settings) on
-    96 test images with readout mitigation and 1,000 shots, once per engine: MAE of <Z>
-    vs exact (mitigated and raw), prediction agreement with the exact model, wall seconds.
+    96 test images with readout mitigation and 1,000 shots, at several backend seeds per
+    engine (agreement on 96 images moves by a few points with the shots drawn, so the
+    engines are compared by their means over seeds): MAE of <Z> vs exact (mitigated and
+    raw), prediction agreement with the exact model, wall seconds.
 (c) Memory: peak resident set (``VmHWM``) of a process running 32 images of an
     n = 8 QViT (untrained, seeded) on fake_brisbane with the fast engine.
 
@@ -39,6 +41,7 @@ from qvit_hw.transpile import compile_qnn, get_target
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND, DEVICE, SHOTS = "fake_brisbane", "ibm_brisbane", 1000
 ENGINES = {"fast": BACKEND, "aer": f"{BACKEND}?engine=aer"}
+SEEDS = {"fast": (1, 2, 3, 4, 5), "aer": (1, 2)}  # Aer takes ~9 min per run here
 EXECUTIONS = 40  # per pub of (a), both engines
 LARGE_EXECUTIONS = 2000  # the fast engine alone on a larger pub
 REPEATS = 3
@@ -157,55 +160,70 @@ def _demo_section(console: Console, tmp: Path) -> list[str]:
     from qvit_hw.jobs.run import RunOptions, run_bundle
 
     bundle, origin = _demo_bundle(console, tmp)
-    summaries, seconds, preds = {}, {}, {}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ENGINES}
+    preds = {}
     for name, backend in ENGINES.items():
-        console.print(f"{IMAGES} images on {backend} ...")
-        options = RunOptions(
-            bundle=str(bundle),
-            backend=backend,
-            limit=IMAGES,
-            mitigate="readout",
-            scheduler=SchedulerConfig(shots=SHOTS, poll_interval=0.05),
-        )
-        start = time.perf_counter()
-        summaries[name] = run_bundle(options, tmp / f"run_{name}")
-        seconds[name] = time.perf_counter() - start
-        preds[name] = _predictions(tmp / f"run_{name}" / "predictions.csv")
-        s = summaries[name]
-        console.print(
-            f"{name}: {seconds[name]:.1f} s, z MAE {s.z_mae:.4f} (raw {s.z_mae_raw:.4f}), "
-            f"agreement {s.agreement:.1%}"
-        )
-    fast, aer = summaries["fast"], summaries["aer"]
-    mae = abs(fast.z_mae - aer.z_mae) / aer.z_mae
-    mae_raw = abs(fast.z_mae_raw - aer.z_mae_raw) / aer.z_mae_raw
-    points = 100 * abs(fast.agreement - aer.agreement)
-    same = float(np.mean(preds["fast"] == preds["aer"]))
+        for seed in SEEDS[name]:
+            console.print(f"{IMAGES} images on {backend}, seed {seed} ...")
+            options = RunOptions(
+                bundle=str(bundle),
+                backend=f"{backend}{'&' if '?' in backend else '?'}seed={seed}",
+                limit=IMAGES,
+                mitigate="readout",
+                scheduler=SchedulerConfig(shots=SHOTS, poll_interval=0.05),
+            )
+            start = time.perf_counter()
+            s = run_bundle(options, tmp / f"run_{name}_{seed}")
+            runs[name].append({"seed": seed, "summary": s, "seconds": time.perf_counter() - start})
+            preds[name, seed] = _predictions(tmp / f"run_{name}_{seed}" / "predictions.csv")
+            console.print(
+                f"{name}, seed {seed}: {runs[name][-1]['seconds']:.1f} s, z MAE {s.z_mae:.4f} "
+                f"(raw {s.z_mae_raw:.4f}), agreement {s.agreement:.1%}"
+            )
+
+    def mean(name: str, key: str) -> float:
+        return statistics.fmean(getattr(r["summary"], key) for r in runs[name])
+
+    mae = abs(mean("fast", "z_mae") - mean("aer", "z_mae")) / mean("aer", "z_mae")
+    mae_raw = abs(mean("fast", "z_mae_raw") - mean("aer", "z_mae_raw")) / mean("aer", "z_mae_raw")
+    points = 100 * abs(mean("fast", "agreement") - mean("aer", "agreement"))
+    first = SEEDS["aer"][0]
+    same = float(np.mean(preds["fast", first] == preds["aer", first]))
     lines = [
         f"### {IMAGES} digits test images, the `make demo` bundle",
         "",
         f"Bundle: {origin}. `run_bundle` with readout mitigation, {SHOTS:,} shots, batches "
-        "of 8 images, polling every 0.05 s (as the demo), once per engine. *MAE*: mean "
-        "|<Z> - exact <Z>| over every QNN row and qubit, after readout mitigation and raw; "
-        "*agreement*: share of images whose prediction equals the exact model's.",
+        "of 8 images, polling every 0.05 s (as the demo), per engine at backend seeds "
+        f"{', '.join(map(str, SEEDS['fast']))} (fast) and {', '.join(map(str, SEEDS['aer']))} "
+        "(Aer). *MAE*: mean |<Z> - exact <Z>| over every QNN row and qubit, after readout "
+        "mitigation and raw; *agreement*: share of images whose prediction equals the exact "
+        "model's.",
         "",
-        "| engine | wall (s) | z MAE | z MAE raw | agreement | accuracy | executions | jobs |",
+        "| engine | seed | wall (s) | z MAE | z MAE raw | agreement | executions | jobs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in summaries.items():
+    for name in ENGINES:
+        for r in runs[name]:
+            s = r["summary"]
+            lines.append(
+                f"| {name} | {r['seed']} | {r['seconds']:.1f} | {s.z_mae:.4f} | "
+                f"{s.z_mae_raw:.4f} | {s.agreement:.1%} | {s.cost.get('executions', 0):,} | "
+                f"{s.cost.get('jobs', 0)} |"
+            )
         lines.append(
-            f"| {name} | {seconds[name]:.1f} | {s.z_mae:.4f} | {s.z_mae_raw:.4f} | "
-            f"{s.agreement:.1%} | {s.accuracy:.1%} | {s.cost.get('executions', 0):,} | "
-            f"{s.cost.get('jobs', 0)} |"
+            f"| {name}, mean | | | {mean(name, 'z_mae'):.4f} | {mean(name, 'z_mae_raw'):.4f} | "
+            f"{mean(name, 'agreement'):.1%} | | |"
         )
     ok = mae <= MAE_TOLERANCE and mae_raw <= MAE_TOLERANCE and points <= AGREEMENT_POINTS
+    # the fastest run of each (the first pays for imports and template builds)
+    wall = min(r["seconds"] for r in runs["aer"]) / min(r["seconds"] for r in runs["fast"])
     lines += [
         "",
-        f"Fast vs Aer: z MAE differs by {mae:.1%} (raw: {mae_raw:.1%}; target within "
-        f"{MAE_TOLERANCE:.0%}), agreement by {points:.1f} points (target within "
-        f"{AGREEMENT_POINTS:.0f}): {'met' if ok else 'NOT met'}. The two engines predict the "
-        f"same class for {same:.1%} of the images; wall time: Aer / fast = "
-        f"{seconds['aer'] / seconds['fast']:.0f}x.",
+        f"Fast vs Aer, means over seeds: z MAE differs by {mae:.1%} (raw: {mae_raw:.1%}; "
+        f"target within {MAE_TOLERANCE:.0%}), agreement by {points:.1f} points (target within "
+        f"{AGREEMENT_POINTS:.0f}): {'met' if ok else 'NOT met'}. At seed {first} the two "
+        f"engines predict the same class for {same:.1%} of the images; wall time: Aer / fast "
+        f"= {wall:.0f}x.",
         "",
     ]
     return lines
