@@ -7,6 +7,9 @@
     checkpoint  the checkpoint format and run directory: load_checkpoint, read_checkpoint, ...
     loop        fit (the epoch loop, exact resume), train (``qvit-hw train``), RunResult
     distill     distill (``qvit-hw distill``): teacher, MSE pre-training, last-layer copy
+    runtime     Runtime, session: --device, --precision, --workers, the torchrun process group
+    batches     epoch_plan (DistributedSampler order, global batches), the DataLoader
+    sweep       ``qvit-hw sweep``: a grid of runs, locally or on Ray, and the paper's tables
 
 Every public name is importable from here (``from qvit_hw.train import train``); each is
 imported on first use, so ``import qvit_hw.train.metrics`` loads neither the fit loop nor

@@ -182,7 +182,9 @@ def fit(
         net = DistributedDataParallel(
             net,
             device_ids=[rt.device.index] if rt.device.type == "cuda" else None,
-            find_unused_parameters=objective.output != "logits",  # KD: the head idles
+            # KD pre-training leaves the student's head idle, the teacher never uses its
+            # backbone's ImageNet classifier: a static graph lets DDP skip their gradients
+            static_graph=True,
         )
     n, saved = len(objective.targets), len(history)
     stage = meta["stage"]
