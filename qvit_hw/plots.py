@@ -285,3 +285,22 @@ def confusion_plot(confusion: np.ndarray, *, vmax: float | None = None) -> bytes
     )
     fig.colorbar(image, ax=ax, label="images")
     return _png(fig)
+
+
+def shots_plot(rounds: list[dict[str, Any]], shots_per_row: np.ndarray) -> bytes:
+    """An adaptive run: agreement with the exact model against shots spent, round by round,
+    and how many rows ended at each shot count."""
+    fig, left = _figure(10.0, 4.0)
+    left.remove()
+    left, right = fig.subplots(1, 2)
+    total = np.array([r["shots"] for r in rounds], dtype=float)
+    left.plot(total / 1e6, [100 * r["agreement"] for r in rounds], "o-")
+    left.set_xlabel("shots spent (millions, cumulative)")
+    left.set_ylabel("agreement with the exact model (%)")
+    levels, counts = np.unique(shots_per_row, return_counts=True)
+    right.bar(np.arange(len(levels)), counts)
+    right.set_xticks(np.arange(len(levels)), [f"{v:,}" for v in levels], rotation=45)
+    right.set_xlabel("shots of a row (every round)")
+    right.set_ylabel("rows")
+    right.set_yscale("log")
+    return _png(fig)

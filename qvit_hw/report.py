@@ -49,6 +49,7 @@ from .plots import (
     per_qnn_plot,
     png_data_uri,
     scatter_plot,
+    shots_plot,
 )
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
@@ -441,6 +442,11 @@ def compute(data: RunData) -> dict[str, Any]:
         "retries",
         "wall_seconds",
         "qpu_seconds",
+        "qpu_seconds_estimated",
+        "qpu_seconds_service_estimate",
+        "qpu_seconds_source",
+        "data_shots",
+        "shots_per_image",
         "executions_per_image",
         "packing",
         "calibration_jobs",
@@ -515,6 +521,10 @@ def plots(
                 hellinger_plot(hellinger_fidelity(h["counts"], h["exact"])),
             )
         )
+    adaptive = data.cost.get("adaptive")
+    if isinstance(adaptive, dict) and adaptive.get("rounds"):
+        out.append(("Adaptive shots: agreement vs shots spent, shots per row",
+                    shots_plot(adaptive["rounds"], r["shots"])))  # fmt: skip
     out.append(
         (
             "Predictions: exact model vs backend",
@@ -585,7 +595,14 @@ SUMMARY_ROWS = (
     ("jobs", ("cost", "jobs")),
     ("retries", ("cost", "retries")),
     ("wall seconds", ("cost", "wall_seconds")),
-    ("QPU seconds", ("cost", "qpu_seconds")),
+    ("QPU seconds, measured by the service", ("cost", "qpu_seconds")),
+    ("QPU seconds, the service's estimate", ("cost", "qpu_seconds_service_estimate")),
+    (
+        "QPU seconds, estimated by qvit-hw (repetition delay + circuit per shot)",
+        ("cost", "qpu_seconds_estimated"),
+    ),
+    ("QPU seconds: where the figure comes from", ("cost", "qpu_seconds_source")),
+    ("shots on data rows per image", ("cost", "shots_per_image")),
     ("calibration executions", ("cost", "calibration_executions")),
     ("calibration share of data executions", ("cost", "calibration_share")),
 )

@@ -234,6 +234,7 @@ class JobResult:
 
     pubs: tuple[PubResult, ...]
     qpu_seconds: float | None = None
+    qpu_seconds_service_estimate: float | None = None  # the service's own, before it ran
 
 
 def pub_seed(seed: int, pub: Pub) -> int:

@@ -175,7 +175,7 @@ class IBMRuntimeBackend(RemoteBackend):
         for pub_result in primitive_result:
             bits = pub_result.join_data()  # every classical register, in circuit order
             pubs.append(PubResult.from_packed(bits.array, bits.num_bits))
-        return JobResult(tuple(pubs), self._quantum_seconds(job))
+        return JobResult(tuple(pubs), *self._quantum_seconds(job))
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -220,13 +220,25 @@ class IBMRuntimeBackend(RemoteBackend):
             return classify(exc, f"{self.name}: job {job_id}")
         return PermanentBackendError(f"{self.name}: job {job_id} failed")
 
-    def _quantum_seconds(self, job: Any) -> float | None:
+    def _quantum_seconds(self, job: Any) -> tuple[float | None, float | None]:
+        """The job's quantum seconds as the service measured them
+        (``metrics()['usage']['quantum_seconds']``, else ``usage()``) and as it estimated
+        them before running (``usage_estimation['quantum_seconds']``); None where absent."""
         if self.service is None:
-            return None  # local testing mode: no QPU time
+            return None, None  # local testing mode: no QPU time
+        measured = estimate = None
+        try:  # usage is informative; a missing field must not fail a job
+            measured = float(job.metrics()["usage"]["quantum_seconds"])
+        except Exception:
+            try:
+                measured = float(job.usage())
+            except Exception:
+                measured = None
         try:
-            return float(job.usage())
-        except Exception:  # usage is informative; a missing field must not fail a job
-            return None
+            estimate = float(job.usage_estimation["quantum_seconds"])
+        except Exception:
+            estimate = None
+        return measured, estimate
 
 
 def _check_local_width(pubs: Sequence[Pub], name: str) -> None:

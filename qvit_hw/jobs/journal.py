@@ -233,6 +233,8 @@ def encode_result(result: JobResult) -> bytes:
         arrays[f"shots{i}"] = np.array(pub.shots)
         if pub.samples is not None:
             arrays[f"samples{i}"] = pub.samples
+    if result.qpu_seconds_service_estimate is not None:
+        arrays["service_estimate"] = np.array(result.qpu_seconds_service_estimate)
     np.savez(buf, **arrays)
     return buf.getvalue()
 
@@ -244,4 +246,5 @@ def decode_result(blob: bytes, qpu_seconds: float | None = None) -> JobResult:
             PubResult(npz[f"z{i}"], int(npz[f"shots{i}"]), npz.get(f"samples{i}"))
             for i in range(count)
         )
-    return JobResult(pubs, qpu_seconds)
+        estimate = float(npz["service_estimate"]) if "service_estimate" in npz.files else None
+    return JobResult(pubs, qpu_seconds, estimate)

@@ -71,6 +71,7 @@ class SchedulerStats:
     retries: int = 0  # transient errors retried
     qpu_seconds: float | None = None  # where the backend reports it
     qpu_seconds_estimated: float | None = None  # `cost` model, where the device gives durations
+    qpu_seconds_service_estimate: float | None = None  # the service's estimate (IBM)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -300,6 +301,11 @@ class Scheduler:
         )
         if result.qpu_seconds is not None:
             self.stats.qpu_seconds = (self.stats.qpu_seconds or 0.0) + result.qpu_seconds
+        estimate = result.qpu_seconds_service_estimate
+        if estimate is not None:
+            self.stats.qpu_seconds_service_estimate = (
+                self.stats.qpu_seconds_service_estimate or 0.0
+            ) + estimate
 
 
 @contextmanager

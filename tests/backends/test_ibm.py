@@ -118,6 +118,13 @@ class MockJob:
     def job_id(self):
         return self.id
 
+    @property
+    def usage_estimation(self):  # RuntimeJobV2: the service's estimate at submission
+        return {"quantum_seconds": 1.5 * len(self.pubs)}
+
+    def metrics(self):  # RuntimeJobV2: what the job used, once done
+        return {"usage": {"quantum_seconds": 2.0 * len(self.pubs), "seconds": 3.0}}
+
     def status(self):
         return self.states.pop(0) if len(self.states) > 1 else self.states[0]
 
@@ -347,4 +354,20 @@ def test_a_qpu_seconds_budget_stops_the_run_and_reaches_sampler_v2_as_max_execut
     assert sampler.runs == 2  # stopped before paying for the third
     assert sampler.limits == [int(budget), int(budget - seconds)]  # the remainder, each time
     assert scheduler.backend.paid  # a live service: `qvit-hw run` asks first
+
+
+def test_the_services_own_qpu_seconds_are_kept_beside_the_estimate_and_survive_resume():
+    from qvit_hw.jobs import Journal
+
+    journal = Journal()
+    scheduler, _ = mocked(MockService(), journal=journal, job_size=4)
+    qnn, _ = call(rows=16)  # 8 executions: 2 jobs of one pub each
+    scheduler.run([qnn])
+    stats = scheduler.stats
+    assert (stats.qpu_seconds, stats.qpu_seconds_service_estimate) == (4.0, 3.0)
+    assert stats.qpu_seconds_estimated == pytest.approx(8 * SHOTS * 251e-6, rel=0.2)
+    again, sampler = mocked(MockService(), journal=journal, job_size=4)
+    again.run([qnn])  # from the journal: nothing submitted, the same numbers
+    assert sampler.runs == 0 and again.stats.reused == 2
+    assert (again.stats.qpu_seconds, again.stats.qpu_seconds_service_estimate) == (4.0, 3.0)
 

@@ -162,3 +162,16 @@ def test_a_resumed_adaptive_run_pays_for_nothing_again(adaptive_run, bundle):
     assert len((state / "submits.jsonl").read_text().splitlines()) == paid
     cost = json.loads((out / "cost.json").read_text())
     assert cost["submitted"] == 0 and cost["reused"] == cost["jobs"]
+
+
+def test_the_report_of_an_adaptive_run_plots_agreement_against_shots(adaptive_run):
+    from qvit_hw.report import load_run, plots
+
+    out, _, _ = adaptive_run
+    result = cli("report", out)
+    assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    assert "Adaptive shots: agreement vs shots spent" in html
+    titles = [t for t, png in plots(load_run(out), json.loads((out / "report.json").read_text()))]
+    assert "Adaptive shots: agreement vs shots spent, shots per row" in titles
+    assert "QPU seconds: where the figure comes from" in html
