@@ -26,6 +26,7 @@ CONFIG (TOML)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -170,7 +171,19 @@ def run_once(cfg: RunConfig, folder: Path, cpus: int = 1) -> int:
     with (folder / "sweep.log").open("a") as log:
         log.write(f"$ {' '.join(cfg.argv(folder, resume)[1:])}\n")
         log.flush()
-        return subprocess.call(cfg.argv(folder, resume), stdout=log, stderr=log, env=env)
+        return subprocess.call(
+            cfg.argv(folder, resume), stdout=log, stderr=log, env=env, preexec_fn=_die_with_parent
+        )
+
+
+def _die_with_parent() -> None:
+    """In the run's process (Linux): SIGKILL when the process that started it dies, so a
+    Ray worker that dies takes its run along and the retry is alone in the run folder."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_config(cfg: RunConfig, folder: Path, cpus: int = 1, retries: int = 0) -> str:

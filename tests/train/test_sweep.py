@@ -75,7 +75,7 @@ def test_sweep_runs_two_at_a_time_then_skips_finished_runs(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_sweep_on_a_local_ray_instance(tmp_path: Path) -> None:
+def test_sweep_on_a_local_ray_instance_and_a_dying_task(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -88,6 +88,7 @@ def test_sweep_on_a_local_ray_instance(tmp_path: Path) -> None:
         check_outputs(tmp_path / "ray")
         rerun = run_sweep(sweep, tmp_path / "ray", ray_address="auto")
         assert [r["status"] for r in rerun] == ["skipped"] * 4
+        worker_dies_then_retry_resumes(tmp_path)  # same Ray instance: one start-up
     finally:
         ray.shutdown()
 
@@ -122,3 +123,44 @@ def test_the_paper_preset_is_its_grid_and_its_values_are_its_tables() -> None:
     assert values["table2"]["rows"]["TinyViT"][7] == [0.983, 0.965]  # OASIS
     for table in ("table1", "table2"):
         assert all(len(r) == 8 for r in values[table]["rows"].values())
+
+
+def worker_dies_then_retry_resumes(tmp_path: Path) -> None:
+    """SIGKILL of the Ray worker running a configuration once its first epoch is saved: its
+    run dies with it, Ray retries the task, and the retry continues with --resume."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    path = tmp_path / "long.toml"
+    path.write_text(
+        '[grid]\ndatasets = ["digits"]\nmodels = ["vit"]\n'
+        '[train]\nepochs = 4\nlimit = 160\nbatch_size = 8\ndevice = "cpu"\n'
+    )
+    folder = tmp_path / "long" / "digits-28-vit-s0"
+    rows: list[dict[str, object]] = []
+    sweep = threading.Thread(
+        target=lambda: rows.extend(
+            run_sweep(load_sweep(path), tmp_path / "long", ray_address="auto", retries=2)
+        )
+    )
+    sweep.start()
+    deadline = time.monotonic() + 180
+    while not (folder / "last.pt").exists():
+        assert time.monotonic() < deadline and sweep.is_alive(), "no checkpoint"
+        time.sleep(0.01)
+    runs = [p for p in psutil.process_iter(["cmdline"])
+            if str(folder) in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    assert len(runs) == 1
+    worker = runs[0].parent()
+    assert worker is not None and "ray" in " ".join(worker.cmdline()).lower()
+    worker.send_signal(signal.SIGKILL)
+    runs[0].wait(timeout=30)  # the run died with its worker
+    sweep.join(timeout=300)
+    assert not sweep.is_alive()
+    assert [r["status"] for r in rows] == ["done"] and rows[0]["epochs"] == 4
+    commands = [line for line in (folder / "sweep.log").read_text().splitlines()
+                if line.startswith("$ ")]  # fmt: skip
+    assert len(commands) == 2 and commands[1].endswith("--resume")
