@@ -560,6 +560,14 @@ def _shots_flag(text: str) -> str:
     return text
 
 
+def _qpu_text(cost: dict[str, typing.Any]) -> str:
+    if cost.get("qpu_seconds") is not None:
+        return f"{cost['qpu_seconds']:,.1f} (measured by the service)"
+    if cost.get("qpu_seconds_estimated") is not None:
+        return f"{cost['qpu_seconds_estimated']:,.1f} (estimated)"
+    return "n/a (no device durations)"
+
+
 def _print_preview(preview: typing.Any, title: str) -> None:
     table = Table(title=title, show_header=False)
     for key, value in preview.table():
@@ -726,6 +734,8 @@ def run(
         ("copies per execution", ", ".join(map(str, cost["packing"].values()))),
         ("jobs (submitted / reused / retries)",
          f"{cost['jobs']} ({cost['submitted']} / {cost['reused']} / {cost['retries']})"),
+        ("shots taken (per image)", f"{cost['shots']:,} ({cost['shots'] / cost['images']:,.0f})"),
+        ("QPU seconds", _qpu_text(cost)),
         ("wall seconds", f"{cost['wall_seconds']:.1f}"),
     ]  # fmt: skip
     for key, value in rows:

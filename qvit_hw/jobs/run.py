@@ -525,8 +525,8 @@ def _finish(
         "rows_per_image": stats.rows / images,
         "packing": {name: t["copies"] for name, t in stats.templates.items()},
         "templates": stats.templates,
-        "data_shots": int(shots.sum()),
-        "shots_per_image": float(shots.mean()),
+        "row_shots": int(shots.sum()),  # shots behind every row (packed rows share shots)
+        "row_shots_per_image": float(shots.mean()),
         **_qpu_seconds(stats),
     }
     if inferred.rounds:

@@ -143,7 +143,7 @@ def test_an_adaptive_run_stops_settled_images_and_spends_on_the_rest(adaptive_ru
     at_ceiling = np.array([(per_row[rows["image"] == i] >= 6400).all() for i in range(6)])
     assert ((flip < 0.001) | at_ceiling).all()
     cost = json.loads((out / "cost.json").read_text())
-    assert cost["data_shots"] == int(per_row.sum()) == cost["shots"]
+    assert cost["row_shots"] == int(per_row.sum()) == cost["shots"]  # k = 1, no duplicates
     rounds = cost["adaptive"]["rounds"]
     assert rounds[0]["shots"] == 100 * len(per_row) and rounds[-1]["shots"] == per_row.sum()
     assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1)) and len(rounds) > 1
