@@ -110,10 +110,10 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
     model, images and normalisation, where the caller has them already)."""
     from ..backends import get_backend
     from ..data import to_tensor
-    from .run import _load
+    from .inputs import load_inputs
 
     backend = get_backend(options.backend) if backend is None else backend
-    model, data, norm = _load(options) if loaded is None else loaded
+    model, data, norm = load_inputs(options) if loaded is None else loaded
     runner = QNNRunner(backend, options.scheduler, mitigation=options.mitigate)
     adaptive = options.adaptive
     shots = None if adaptive is None else adaptive.initial_shots

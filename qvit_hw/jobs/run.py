@@ -44,12 +44,13 @@ import torch
 
 from ..backends import DEFAULT_BACKEND, get_backend, parse_name
 from ..backends.base import backend_identity
-from ..errors import DataError, RunError, RunInterrupted, one_line
+from ..errors import RunError, RunInterrupted, one_line
 from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
 from ..model import VisionTransformer
 from .adaptive import linearised, refine
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
+from .inputs import load_inputs
 from .journal import Journal
 from .mitigation import parse_mitigation
 from .retry import Retry
@@ -171,7 +172,7 @@ def run_bundle(
         _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
-    model, data, norm = _load(options)
+    model, data, norm = load_inputs(options)
     if confirm is not None and backend.paid:
         from .preview import preview
 
@@ -279,35 +280,6 @@ def _signals_as_interrupts() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _load(options: RunOptions) -> tuple[VisionTransformer, ImageSet, Normalization]:
-    """The bundle's model, the images to run (checked against it) and their normalisation."""
-    from ..data import DEFAULT_NORMALIZATION, Normalization, load_split
-    from ..export import load_bundle
-
-    model, manifest = load_bundle(options.bundle)
-    cfg = model.config
-    if cfg.model != "qvit":
-        raise DataError(f"bundle {options.bundle} holds a {cfg.model} (no QNN layers to run)")
-    trained_on = (manifest.get("dataset") or {}).get("name")
-    dataset = options.dataset or trained_on
-    if dataset is None:
-        raise DataError(f"bundle {options.bundle} names no data set; give --dataset")
-    data = load_split(dataset, options.split, cfg.image_size, options.data_root)
-    if trained_on and data.name != trained_on:
-        raise DataError(
-            f"bundle {options.bundle} was trained on {trained_on}, not {data.name}: its "
-            "predictions there would mean nothing (omit --dataset to use its own)"
-        )
-    if data.num_classes != cfg.num_classes:
-        raise DataError(
-            f"bundle {options.bundle} predicts {cfg.num_classes} classes, {data.name} has "
-            f"{data.num_classes}"
-        )
-    saved = manifest.get("normalization")
-    norm = Normalization.from_dict(saved) if saved else DEFAULT_NORMALIZATION
-    return model, data.first(options.limit), norm
 
 
 @dataclass
