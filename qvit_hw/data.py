@@ -126,10 +126,11 @@ def to_tensor(images: np.ndarray, norm: Normalization = DEFAULT_NORMALIZATION) -
 def normalize(images: Tensor, norm: Normalization = DEFAULT_NORMALIZATION) -> Tensor:
     """`to_tensor` on a uint8 tensor (N, S, S, 3), on its own device (the training loader
     moves uint8 batches to the GPU and normalises there): -> (N, 3, S, S) float32."""
-    x = images.permute(0, 3, 1, 2).float() / 255.0
+    # one float tensor, then in place: a batch of 128 at 224 is 77 MB, not five of them
+    x = images.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()  # (N, 3, S, S)
+    return x.div_(255.0).sub_(mean).div_(std)  # (N, 3, S, S)
 
 
 def resolve_dataset(name: str) -> str:
