@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 DRAW_CHUNK = 64  # Monte Carlo draws per forward (memory: draws x B x heads x T^2 floats)
 CLOSEST = 3  # classes after the predicted one that the linearised flip probability sums
+STOP = 0.5  # an image stops once its flip probability is below STOP x (1 - target)
 TRUST = 4  # the linearised probability decides where it is this factor from the threshold
 
 
@@ -117,6 +118,22 @@ def flip_probability(
     return flip, pred, margin, grad
 
 
+def needed_shots(
+    grad: np.ndarray,
+    stderr: np.ndarray,
+    shots: np.ndarray,
+    margin: np.ndarray,
+    config: AdaptiveConfig,
+) -> np.ndarray:
+    """Per image (B,), the shots that bring its margin's stderr to margin / z (z: the
+    normal quantile of the target), spread over its rows by Neyman allocation."""
+    z_q = NormalDist().inv_cdf(config.target_agreement)
+    per_shot = stderr**2 * shots[..., None]  # (B, T, Q, n): variance of one shot
+    weight = np.sqrt((grad**2 * per_shot).sum(-1))  # (B, T, Q)
+    total = weight.reshape(len(weight), -1).sum(-1)  # (B,)
+    return total**2 * (z_q / np.maximum(np.abs(margin), 1e-9)) ** 2
+
+
 def allocate(
     grad: np.ndarray,
     stderr: np.ndarray,
@@ -137,7 +154,7 @@ def allocate(
     # the image's shots that bring the margin's stderr to margin / z (Neyman), at least
     # double and at most `growth` times what it has (the linearisation is local)
     needed = total**2 * (z_q / np.maximum(np.abs(margin), 1e-9)) ** 2
-    budget = np.clip(needed, 2 * spent, config.growth * spent)  # (B,)
+    budget = np.clip(needed, np.sqrt(2) * spent, config.growth * spent)  # (B,)
     share = weight / np.where(total > 0, total, 1.0)[:, None, None]
     wanted = np.minimum(share * budget[:, None, None], shots * config.growth)
     ladder = config.ladder
@@ -218,7 +235,7 @@ def refine(
         z = call.z.reshape(b, t, q, n)
         se = np.stack([e.stderr for e in call.estimates], axis=1).reshape(b, t, q, n)
         shots = np.stack([e.shots for e in call.estimates], axis=1).reshape(b, t, q)
-        threshold = 1 - config.target_agreement
+        threshold = STOP * (1 - config.target_agreement)
         live = np.flatnonzero(active)  # stopped images keep their estimates
         flip, pred, margin, grad = (
             np.zeros(b), out.preds[-1].copy() if out.preds else np.zeros(b, np.int64),

@@ -132,8 +132,11 @@ class AdaptiveConfig:
 
     @property
     def ladder(self) -> np.ndarray:
-        """The cumulative shot counts a row may have: initial x 2^k, capped at the ceiling."""
-        levels = [self.initial_shots]
+        """The cumulative shot counts a row may have: initial x 2^(k/2) (a step of at most
+        41 % over what a row needs), capped at the ceiling."""
+        levels, k = [self.initial_shots], 1
         while levels[-1] < self.max_shots_per_row:
-            levels.append(min(2 * levels[-1], self.max_shots_per_row))
+            step = max(levels[-1] + 1, round(self.initial_shots * 2 ** (k / 2)))
+            levels.append(min(step, self.max_shots_per_row))
+            k += 1
         return np.array(levels)

@@ -56,7 +56,7 @@ def test_the_flip_probability_of_a_linear_model_is_the_normal_tail():
 
 def test_allocation_follows_the_gradient_stays_on_the_ladder_and_never_shrinks():
     config = AdaptiveConfig(initial_shots=100, max_shots_per_row=3200)
-    assert config.ladder.tolist() == [100, 200, 400, 800, 1600, 3200]
+    assert config.ladder.tolist() == [100, 141, 200, 283, 400, 566, 800, 1131, 1600, 2263, 3200]
     grad = np.zeros((2, 4, 1, 1))
     grad[:, :, 0, 0] = [4.0, 2.0, 1.0, 0.0]  # row 0 matters most, row 3 not at all
     stderr = np.full_like(grad, 0.1)
@@ -67,9 +67,9 @@ def test_allocation_follows_the_gradient_stays_on_the_ladder_and_never_shrinks()
     assert got[0] >= got[1] >= got[2] >= got[3] == 100 and got[0] > 100
     assert set(got.tolist()) <= set(config.ladder.tolist())
     assert (got <= 100 * config.growth).all()  # at most `growth` times per round
-    # a settled margin wants no more: only the image's doubling floor
+    # a settled margin wants no more: only the image's floor of sqrt(2) times its shots
     calm = allocate(grad, stderr, shots, np.array([100.0, 100.0]), np.array([True, True]), config)
-    assert calm[0, :, 0].sum() <= 2 * shots[0].sum() + 4 * 100
+    assert shots[0].sum() < calm[0, :, 0].sum() <= 2 * shots[0].sum()
 
 
 def estimates(z, shots):
@@ -141,7 +141,7 @@ def test_an_adaptive_run_stops_settled_images_and_spends_on_the_rest(adaptive_ru
     by_image = np.bincount(rows["image"], weights=per_row).astype(int)
     np.testing.assert_array_equal(by_image, shots)
     at_ceiling = np.array([(per_row[rows["image"] == i] >= 6400).all() for i in range(6)])
-    assert ((flip < 0.001) | at_ceiling).all()
+    assert ((flip < 0.5 * 0.001) | at_ceiling).all()  # STOP x (1 - target)
     cost = json.loads((out / "cost.json").read_text())
     assert cost["row_shots"] == int(per_row.sum()) == cost["shots"]  # k = 1, no duplicates
     rounds = cost["adaptive"]["rounds"]
