@@ -137,7 +137,7 @@ def worker_dies_then_retry_resumes(tmp_path: Path) -> None:
     path = tmp_path / "long.toml"
     path.write_text(
         '[grid]\ndatasets = ["digits"]\nmodels = ["vit"]\n'
-        '[train]\nepochs = 4\nlimit = 160\nbatch_size = 8\ndevice = "cpu"\n'
+        '[train]\nepochs = 2\nlimit = 160\nbatch_size = 8\ndevice = "cpu"\n'
     )
     folder = tmp_path / "long" / "digits-28-vit-s0"
     rows: list[dict[str, object]] = []
@@ -160,7 +160,7 @@ def worker_dies_then_retry_resumes(tmp_path: Path) -> None:
     runs[0].wait(timeout=30)  # the run died with its worker
     sweep.join(timeout=300)
     assert not sweep.is_alive()
-    assert [r["status"] for r in rows] == ["done"] and rows[0]["epochs"] == 4
+    assert [r["status"] for r in rows] == ["done"] and rows[0]["epochs"] == 2
     commands = [line for line in (folder / "sweep.log").read_text().splitlines()
                 if line.startswith("$ ")]  # fmt: skip
     assert len(commands) == 2 and commands[1].endswith("--resume")
