@@ -43,7 +43,7 @@ def machine() -> str:
 
 def main(argv: list[str]) -> None:
     console = Console()
-    wanted = argv or SECTIONS
+    wanted = [] if argv == ["--assemble"] else argv or SECTIONS  # --assemble: only RESULTS.md
     PARTS.mkdir(exist_ok=True)
     for name in wanted:
         try:
