@@ -370,4 +370,3 @@ def test_the_services_own_qpu_seconds_are_kept_beside_the_estimate_and_survive_r
     again.run([qnn])  # from the journal: nothing submitted, the same numbers
     assert sampler.runs == 0 and again.stats.reused == 2
     assert (again.stats.qpu_seconds, again.stats.qpu_seconds_service_estimate) == (4.0, 3.0)
-
