@@ -86,7 +86,6 @@ def _run(console: Console, tmp: Path) -> str:
 
 
 def _measure(bundle: Path, out: Path, images: int, backend: str, mitigate: str, packing: str):
-    from qvit_hw.backends import get_backend
     from qvit_hw.jobs.config import SchedulerConfig
     from qvit_hw.jobs.run import RunOptions, run_bundle
 
@@ -112,34 +111,12 @@ def _measure(bundle: Path, out: Path, images: int, backend: str, mitigate: str, 
         "z_sd": z_sd,
         "agreement": summary.agreement,
         "executions_per_image": cost["executions_per_image"],
-        "qpu_per_image": _qpu_per_image(get_backend(backend), cost, images, packing),
+        "qpu_per_image": None  # the run's own estimate (`qvit_hw.jobs.cost`), every job
+        if cost["qpu_seconds_estimated"] is None
+        else cost["qpu_seconds_estimated"] / images,
         "pred": _predictions(out / "predictions.csv"),
         "calibration": cost["calibration_share"],
     }
-
-
-def _qpu_per_image(backend: Any, cost: dict[str, Any], images: int, packing: str) -> float | None:
-    from qvit_hw.jobs.cost import JOB_OVERHEAD, circuit_seconds, qpu_seconds, rep_delay
-    from qvit_hw.transpile import compile_qnn
-
-    device = backend.target.device
-    if device is None or not hasattr(backend, "device"):
-        return None
-    template = next(iter(cost["templates"].values()))
-    compiled = compile_qnn(_spec(), device, max_copies=template["copies"], packing=packing)
-    duration, delay = circuit_seconds(compiled.circuit, device), rep_delay(backend.device)
-    if duration is None or delay is None:
-        return None
-    seconds = qpu_seconds(
-        cost["executions"], SHOTS, cost["jobs"], delay + duration, JOB_OVERHEAD["ibm"]
-    )
-    return None if seconds is None else seconds / images
-
-
-def _spec() -> Any:
-    from qvit_hw.circuit import chain
-
-    return chain(4)
 
 
 def _verdict(results: list[dict[str, Any]]) -> list[str]:

@@ -38,12 +38,17 @@ class Tally:
     def add(self, jobs: list[PlannedJob], runner: QNNRunner) -> None:
         for job in jobs:
             shots, seconds = runner.scheduler.job_cost(job)
-            self.jobs += 1
-            self.executions += job.executions
-            self.shots += shots
-            self.qpu_seconds = (
-                None if seconds is None or self.qpu_seconds is None else self.qpu_seconds + seconds
-            )
+            self.merge(Tally(1, job.executions, shots, seconds))
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s counts (QPU seconds stay None once either has none)."""
+        self.jobs += other.jobs
+        self.executions += other.executions
+        self.shots += other.shots
+        if self.qpu_seconds is None or other.qpu_seconds is None:
+            self.qpu_seconds = None
+        else:
+            self.qpu_seconds += other.qpu_seconds
 
 
 @dataclass
@@ -62,14 +67,7 @@ class Preview:
     def total(self) -> Tally:
         t = Tally()
         for part in (self.data, self.calibration):
-            t.jobs += part.jobs
-            t.executions += part.executions
-            t.shots += part.shots
-            t.qpu_seconds = (
-                None
-                if t.qpu_seconds is None or part.qpu_seconds is None
-                else t.qpu_seconds + part.qpu_seconds
-            )
+            t.merge(part)
         return t
 
     def table(self) -> list[tuple[str, str]]:
