@@ -43,8 +43,23 @@ def call(rows=8, seed=1):
 
 
 def within_4_sigma(z, exact, shots=SHOTS):
+    """Shot noise and nothing else, for Braket's sampler, which takes no seed.
+
+    A per-value 4-sigma bound over hundreds of values fails one run in forty by chance, so
+    4 standard errors bound what summarises them all: the mean z-score and the z-scores'
+    spread (where a value's binomial is near normal: at least 10 expected minority shots).
+    Each value must still lie within 6 sigma (+4/shots for the skew near |<Z>| = 1). Checked
+    on exact binomial draws of a bundle's 384 values: 2 false failures in 10,000 runs.
+    """
     sigma = np.sqrt((1 - exact**2) / shots)
-    return bool((np.abs(z - exact) <= 4 * sigma + 2 / shots).all())
+    if not (np.abs(z - exact) <= 6 * sigma + 4 / shots).all():
+        return False
+    normal = (1 - np.abs(exact)) / 2 * shots >= 10
+    scores = ((z - exact) / sigma)[normal]
+    n = scores.size
+    assert n >= 16, "too few near-normal values to judge the spread"
+    spread = abs(scores.std() - 1) <= 4 / np.sqrt(2 * n)
+    return bool(abs(scores.mean()) <= 4 / np.sqrt(n) and spread)
 
 
 def client_error(code, status=400, op="CreateQuantumTask"):
