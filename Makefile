@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,rigetti,braket,ray]"
 	touch $(STAMP)
 
+# one worker per core (pytest-xdist); a file's tests share a worker, so its module fixtures
+# are built once
 test: setup venv-pennylane-rigetti browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # pennylane-rigetti 0.40 (its last release) needs PennyLane <= 0.41, pyquil < 4, numpy < 2
 # and pydantic < 2: it lives in its own venv, driven by `pennylane:rigetti.*?python=...`.
