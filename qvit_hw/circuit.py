@@ -139,6 +139,31 @@ def statevector_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     return (psi * psi) @ z_signs(spec.n_qubits, x.dtype, x.device)  # (..., Q, n)
 
 
+def z_correlations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """Correlations of the qubits' Z outcomes of Q QNNs on every token, the ideal circuit's:
+    x (..., n), weights (Q, P, 2) -> (..., Q, n, n), unit diagonal.
+
+    corr_ij = (<Z_i Z_j> - <Z_i><Z_j>) / (sd_i sd_j): how the n estimates of one row (one
+    set of shots) vary together. A qubit with (numerically) no variance is uncorrelated.
+    """
+    _check_shapes(spec, x, weights)
+    q, dim = weights.shape[0], 2**spec.n_qubits
+    u = unitary(spec, weights).reshape(q * dim, dim)  # (Q*D, D)
+    psi = (product_state(x).reshape(-1, dim) @ u.T).reshape(*x.shape[:-1], q, dim)
+    p = psi * psi  # (..., Q, D)
+    signs = z_signs(spec.n_qubits, x.dtype, x.device)  # (D, n)
+    z = p @ signs  # (..., Q, n)
+    cov = torch.einsum("...k,ki,kj->...ij", p, signs, signs) - z[..., :, None] * z[..., None, :]
+    var = torch.diagonal(cov, dim1=-2, dim2=-1)  # (..., Q, n)
+    sd = torch.sqrt(var.clamp(min=0))
+    live = sd > 1e-6
+    scale = torch.where(live, sd, torch.ones_like(sd))
+    corr = cov / (scale[..., :, None] * scale[..., None, :])
+    corr = torch.where(live[..., :, None] & live[..., None, :], corr, torch.zeros_like(corr))
+    eye = torch.eye(spec.n_qubits, dtype=x.dtype, device=x.device)
+    return (corr * (1 - eye) + eye).clamp(-1.0, 1.0)
+
+
 def chain_expectations(x: Tensor, weights: Tensor) -> Tensor:
     """Closed form for chain specs, O(n) per token.
 

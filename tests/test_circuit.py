@@ -26,6 +26,7 @@ from qvit_hw.circuit import (
     statevector_expectations,
     statevector_per_qnn,
     tree,
+    z_correlations,
     z_expectations_from_statevector,
 )
 from qvit_hw.errors import CircuitError
@@ -240,3 +241,31 @@ def test_per_qnn_paths_agree(spec):
     torch.testing.assert_close(statevector_per_qnn(spec, x, w), ref)
     with pytest.raises(ValueError, match=r"weights: expected \(Q, P, 2\)"):
         expectations_per_qnn(spec, x, w[0])
+
+
+@pytest.mark.parametrize("spec", [chain(4), tree(4), tree(8)], ids=["chain4", "tree4", "tree8"])
+def test_z_correlations_are_those_of_qiskits_statevector(spec):
+    from qiskit.quantum_info import Statevector
+
+    x, w = random_inputs(spec, 3, seed=2)
+    x, w = x.double(), w.double()
+    corr = z_correlations(spec, x, w[None])[:, 0]  # one QNN: (rows, n, n)
+    qc, n = qiskit_circuit(spec), spec.n_qubits
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # qiskit: little-endian
+    for row, xi in enumerate(x):
+        probs = Statevector(qc.assign_parameters(bind_values(qc, xi, w))).probabilities()
+        signs = 1 - 2 * bits  # (D, n)
+        z = probs @ signs
+        cov = (probs[:, None, None] * signs[:, :, None] * signs[:, None, :]).sum(0)
+        cov -= np.outer(z, z)
+        sd = np.sqrt(np.diag(cov))
+        np.testing.assert_allclose(corr[row].numpy(), cov / np.outer(sd, sd), atol=1e-9)
+    assert (torch.diagonal(corr, dim1=-2, dim2=-1) == 1).all()
+    assert corr.abs().max() <= 1 and corr.abs().sum() > n * len(x)  # some are correlated
+
+
+def test_a_qubit_without_variance_is_uncorrelated():
+    spec = chain(4)
+    x = torch.zeros(1, 4, dtype=torch.float64)  # |0000>: every qubit certain
+    corr = z_correlations(spec, x, torch.zeros(1, *spec.weight_shape, dtype=torch.float64))
+    torch.testing.assert_close(corr[0, 0], torch.eye(4, dtype=torch.float64))

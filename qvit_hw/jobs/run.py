@@ -47,7 +47,7 @@ from ..backends.base import backend_identity
 from ..errors import RunError, RunInterrupted, one_line
 from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
 from ..model import VisionTransformer
-from .adaptive import linearised, refine
+from .adaptive import linearised, refine, row_correlations
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .inputs import load_inputs
@@ -338,7 +338,8 @@ def _infer(
         else:
             z, se = _layer_z(executor, len(x)), _layer_z(executor, len(x), "stderr")
             images = np.arange(len(x))  # linearised only: uniform runs take no decision on it
-            result.flip.append(linearised(logits_of, z, se, images)[1])
+            corr = row_correlations(executor.batch[0], len(x))
+            result.flip.append(linearised(logits_of, z, se, images, corr)[1])
             result.shots.append(_image_shots(executor, len(x)))
         result.logits.append(logits.detach())
         with torch.no_grad():
