@@ -285,7 +285,7 @@ def refine(
     if len(calls) != 1:
         raise ValueError(f"--shots auto needs a model with one QNN layer, not {len(calls)}")
     call: LayerCall = calls[0]
-    b = len(executor._batch.image_ids)  # type: ignore[union-attr]
+    b = len(call.angles) // call.tokens  # images in the batch
     t, q, n = call.tokens, len(call.estimates), call.spec.n_qubits
     rounds: list[list[RowEstimates]] = [call.estimates]  # per round, per QNN
     rng = np.random.default_rng([config.seed, batch_seed])
