@@ -49,7 +49,8 @@ def within_4_sigma(z, exact, shots=SHOTS):
     4 standard errors bound what summarises them all: the mean z-score and the z-scores'
     spread (where a value's binomial is near normal: at least 10 expected minority shots).
     Each value must still lie within 6 sigma (+4/shots for the skew near |<Z>| = 1). Checked
-    on exact binomial draws of a bundle's 384 values: 2 false failures in 10,000 runs.
+    on 20,000 exact draws of the test bundle's 96 rows (each row's 4 qubits jointly, as its
+    shots are): 11 false failures; 1.3x the shot noise, or a bias of 0.01, fails.
     """
     sigma = np.sqrt((1 - exact**2) / shots)
     if not (np.abs(z - exact) <= 6 * sigma + 4 / shots).all():
