@@ -3,7 +3,7 @@
 The `make demo` bundle on every digits test image (359) on the `shots` backend (shot
 noise only): agreement of predictions with the exact model and the shots taken (after
 dedup: what a device would run), for uniform shots per circuit at two seeds and for
-adaptive runs at targets 0.95 and 0.99 at three seeds. The claim: the adaptive run reaches
+adaptive runs at target 0.95 at three seeds and 0.99 at six. The claim: the adaptive run reaches
 its target with at most an eighth of the shots of the cheapest uniform budget that reaches
 99 % here, and its stopping rule is calibrated (agreement >= target - 1 point).
 """
@@ -23,7 +23,7 @@ IMAGES = 359
 UNIFORM = (30, 100, 300, 1000, 3000, 10000, 30000)
 UNIFORM_SEEDS = (1, 2)
 TARGETS = (0.95, 0.99)
-ADAPTIVE_SEEDS = (1, 2, 3)
+SEEDS = {0.95: (1, 2, 3), 0.99: (1, 2, 3, 4, 5, 6)}  # per target
 
 
 def run(console: Console) -> str:
@@ -62,7 +62,7 @@ def _run(console: Console, tmp: Path) -> str:
             )
     adaptive: dict[float, list[dict[str, Any]]] = {}
     for target in TARGETS:
-        for seed in ADAPTIVE_SEEDS:
+        for seed in SEEDS[target]:
             r = _measure(bundle, tmp / f"a{target}_{seed}", seed, None, target)
             adaptive.setdefault(target, []).append(r)
             console.print(
@@ -100,7 +100,7 @@ def _run(console: Console, tmp: Path) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for target in TARGETS:
-        for seed, r in zip(ADAPTIVE_SEEDS, adaptive[target], strict=True):
+        for seed, r in zip(SEEDS[target], adaptive[target], strict=True):
             ratio = "n/a" if base is None else f"{r['shots'] / base:.3f}x"
             lines.append(
                 f"| target {target} | {seed} | {r['agreement']:.1%} | {r['shots'] / 1e6:.3g} "
@@ -117,12 +117,16 @@ def _verdict(
     if cheapest is None or base is None:
         out.append("- No uniform budget here reached 99 % at every seed.")
     else:
-        worst = max(r["shots"] for r in adaptive[0.99]) / base
-        reached = min(r["agreement"] for r in adaptive[0.99])
+        rs = adaptive[0.99]
+        worst = max(r["shots"] for r in rs) / base
+        reached = min(r["agreement"] for r in rs)
+        mean = sum(r["agreement"] for r in rs) / len(rs)
+        hits = sum(r["agreement"] >= 0.99 for r in rs)
         out.append(
             f"- Cheapest uniform budget reaching 99 % at every seed: {cheapest:,} shots per "
-            f"circuit. `--shots auto --target-agreement 0.99`: lowest agreement {reached:.1%} "
-            f"(target >= 99 %), most shots {worst:.3f}x that budget's (target <= 0.125x)."
+            f"circuit. `--shots auto --target-agreement 0.99`: agreement {mean:.1%} on "
+            f"average, >= 99 % at {hits} of {len(rs)} seeds (lowest {reached:.1%}), most "
+            f"shots {worst:.3f}x that budget's (target <= 0.125x)."
         )
     for target in TARGETS:
         rs = adaptive[target]
