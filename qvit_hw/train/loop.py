@@ -249,6 +249,7 @@ def fit(
                         f"{stage} {epoch}/{schedule.epochs}: {_describe(record)}"
                     )
         except KeyboardInterrupt as exc:
+            saved = max(saved, _epoch_on_disk(last_path))  # Ctrl-C just after a save
             where = (
                 f"{last_path} holds epoch {saved}; run the same command with --resume to continue"
                 if saved
@@ -256,6 +257,15 @@ def fit(
             )
             raise RunInterrupted(f"{stage} interrupted; {where}") from exc
     return history
+
+
+def _epoch_on_disk(path: Path) -> int:
+    """The epoch ``path`` holds (0: none readable). A run's folder holds only its own: an
+    existing one needs --resume, and --overwrite clears it first."""
+    try:
+        return int(read_checkpoint(path)["epoch"])
+    except CheckpointError:
+        return 0
 
 
 @contextmanager

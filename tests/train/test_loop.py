@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qvit_hw.errors import CheckpointError
+from qvit_hw.errors import CheckpointError, RunInterrupted
 from qvit_hw.train import Schedule, TrainOptions, read_checkpoint, train
 
 Tiny = Callable[..., TrainOptions]
@@ -33,6 +33,18 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path: Path, tiny: Tiny) -> N
     with pytest.raises(CheckpointError, match=r"schedule\.lr=0\.001 \(now 0\.002\)"):
         train(other, tmp_path, resume=True)
     assert train(other, tmp_path, overwrite=True).history[0]["lr"] == 2e-3
+
+
+def test_ctrl_c_just_after_a_checkpoint_points_to_it(tmp_path, tiny, monkeypatch) -> None:
+    import qvit_hw.train.loop as loop
+
+    def interrupted(*args, **kwargs):  # the checkpoint is on disk, the loop has not noted it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "write_metrics", interrupted)
+    with pytest.raises(RunInterrupted, match=r"last\.pt holds epoch 1; run the same command "
+                                              r"with --resume to continue"):  # fmt: skip
+        train(tiny(epochs=2), tmp_path)
 
 
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
