@@ -133,10 +133,16 @@ def expectations_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
 
 def statevector_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     """The general path of `expectations_per_qnn`, for any pair list (chains included)."""
+    return _probabilities_per_qnn(spec, x, weights) @ z_signs(spec.n_qubits, x.dtype, x.device)
+
+
+def _probabilities_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
+    """Outcome probabilities of Q QNNs on every token: x (..., n), weights (Q, P, 2) ->
+    (..., Q, 2^n), one matmul over the flattened tokens."""
     q, dim = weights.shape[0], 2**spec.n_qubits
     u = unitary(spec, weights).reshape(q * dim, dim)  # (Q*D, D)
     psi = (product_state(x).reshape(-1, dim) @ u.T).reshape(*x.shape[:-1], q, dim)
-    return (psi * psi) @ z_signs(spec.n_qubits, x.dtype, x.device)  # (..., Q, n)
+    return psi * psi  # (..., Q, D)
 
 
 def z_correlations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
@@ -147,10 +153,7 @@ def z_correlations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     set of shots) vary together. A qubit with (numerically) no variance is uncorrelated.
     """
     _check_shapes(spec, x, weights)
-    q, dim = weights.shape[0], 2**spec.n_qubits
-    u = unitary(spec, weights).reshape(q * dim, dim)  # (Q*D, D)
-    psi = (product_state(x).reshape(-1, dim) @ u.T).reshape(*x.shape[:-1], q, dim)
-    p = psi * psi  # (..., Q, D)
+    p = _probabilities_per_qnn(spec, x, weights)  # (..., Q, D)
     signs = z_signs(spec.n_qubits, x.dtype, x.device)  # (D, n)
     z = p @ signs  # (..., Q, n)
     cov = torch.einsum("...k,ki,kj->...ij", p, signs, signs) - z[..., :, None] * z[..., None, :]

@@ -312,8 +312,8 @@ def refine(
             logits_of, z[live], se[live], config.draws, rng, threshold, live, corr[live]
         )
         out.flip, out.shots, out.preds = flip, shots.reshape(b, -1).sum(-1), [*out.preds, pred]
-        capped = spent_out(grad, se, shots, corr, config.max_shots_per_row)
-        active &= (flip >= threshold) & ~capped
+        given_up = spent_out(grad, se, shots, corr, config.max_shots_per_row)
+        active &= (flip >= threshold) & ~given_up
         out.rounds.append(
             {"round": number, "shots": int(shots.sum()), "active_images": int(active.sum())}
         )
