@@ -5,8 +5,8 @@ construct -> execute -> combine, as in mitiq:
 config.py      SchedulerConfig, RetryConfig: the layer's settings, validated once
 plan.py        QNNCall -> dedup, bind, pack, split into hashed jobs (pure)
 scheduler.py   the loop that spends QPU time: submit, poll, result, journal, interrupts
-combine.py     results -> <Z> and stderr per row, corrections applied in order (pure)
-mitigation.py  corrections fitted from calibration jobs (readout confusion inversion)
+combine.py     results -> <Z> and stderr per row, corrections applied in order (pure;
+               the corrections themselves live in qvit_hw.mitigation)
 runner.py      QNNRunner: plan -> execute -> combine, templates and corrections kept
 retry.py       transient errors retried with tenacity (backoff, jitter, caps)
 journal.py     sqlite journal of every job, so --resume never pays twice

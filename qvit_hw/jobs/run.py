@@ -52,7 +52,7 @@ from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .inputs import load_inputs
 from .journal import Journal
-from .mitigation import parse_mitigation
+from ..mitigation import parse_mitigation
 from .retry import Retry
 from .runner import QNNRunner
 

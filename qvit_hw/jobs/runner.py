@@ -10,21 +10,18 @@ and journal), and combines the results into estimates (`combine`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
 from .combine import Correction, RowEstimates, combine
 from .config import SchedulerConfig
-from .mitigation import (
-    CalibrationContext,
-    Mitigation,
-    ReadoutCalibration,
-    mitigations,
-    parse_mitigation,
-)
+from ..mitigation import CalibrationContext, Mitigation, mitigations, parse_mitigation
 from .plan import Plan, PlannedJob, QNNCall, Template, plan
 from .scheduler import Scheduler, SchedulerStats
+
+if TYPE_CHECKING:
+    from ..mitigation.readout import ReadoutCalibration
 
 
 class QNNRunner:
@@ -155,6 +152,8 @@ class QNNRunner:
 
     def calibrations(self) -> dict[str, ReadoutCalibration]:
         """The readout calibrations made so far, by template circuit name."""
+        from ..mitigation.readout import ReadoutCalibration
+
         return {
             name: c
             for name, by_kind in self.fitted().items()

@@ -6,7 +6,7 @@ import pytest
 from qvit_hw.backends import PubResult
 from qvit_hw.errors import BackendError
 from qvit_hw.jobs.estimate import estimate, standard_error, unpack
-from qvit_hw.jobs.mitigation import (
+from qvit_hw.mitigation.readout import (
     ReadoutCalibration,
     calibration_pubs,
     from_calibration,

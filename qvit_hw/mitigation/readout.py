@@ -1,14 +1,4 @@
-"""Error mitigation as corrections fitted from calibration rows, applied in `combine`.
-
-`--mitigate` names a sequence of mitigations (`parse_mitigation`); each is an object
-with ``calibration_jobs(template, context)`` (pure: the jobs that calibrate it, run through
-the same scheduler, placements and journal as the data) and ``fit(template, results,
-context, before)`` -> a `Correction` for that template's rows, fitted on calibration
-estimates that the corrections ``before`` it have already corrected. Here: readout
-mitigation (below); `learned.LearnedMitigation` fits affine maps on rows whose exact
-answer the simulator gives.
-
-Readout mitigation:
+"""Readout mitigation: per-qubit confusion inversion, a row-level correction.
 
 With e0 = p(read 1 | prepared 0) and e1 = p(read 0 | prepared 1) on a qubit, a measured
 mean is <Z>_raw = (1 - e0 - e1) <Z> + (e1 - e0), so
@@ -27,72 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..backends.base import Backend, JobResult, Pub, identity_key
+from ..backends.base import JobResult, Pub, identity_key
 from ..errors import BackendError, PermanentBackendError
-from .plan import PlannedJob, Template, planned_job
+from ..jobs.plan import PlannedJob, Template, planned_job
 
 if TYPE_CHECKING:
-    from .combine import Correction
-
-MODES = ("none", "readout", "readout-props", "learned")
-
-
-def parse_mitigation(text: str | Sequence[str]) -> tuple[str, ...]:
-    """``--mitigate``: "none", one name or names separated by commas -> the names, in order."""
-    names = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip().lower() for n in names if n.strip()]
-    if names == ["none"] or not names:
-        return ()
-    bad = [n for n in names if n not in MODES or n == "none"]
-    if bad or len(set(names)) != len(names) or {"readout", "readout-props"} <= set(names):
-        raise ValueError(
-            f"--mitigate must be one of {', '.join(MODES)}, or several separated by commas "
-            f"(applied in order, e.g. readout,learned), got {text!r}"
-        )
-    return tuple(names)
-
-
-@dataclass(frozen=True)
-class CalibrationContext:
-    """What calibration jobs are planned for: the backend, the shots and the job size."""
-
-    backend: Backend
-    shots: int
-    job_size: int | None
-    learned_rows: int = 0  # calibration rows per template for learned mitigation
-
-
-class Mitigation(Protocol):
-    """How one correction is calibrated and fitted for a template."""
-
-    name: str
-
-    def calibration_jobs(
-        self, template: Template, context: CalibrationContext
-    ) -> list[PlannedJob]: ...
-
-    def fit(
-        self,
-        template: Template,
-        results: Sequence[JobResult],
-        context: CalibrationContext,
-        before: Sequence[Correction],
-    ) -> Correction: ...
-
-
-def mitigations(names: Sequence[str]) -> list[Mitigation]:
-    """The mitigation objects of `parse_mitigation`'s names."""
-    from .learned import LearnedMitigation
-
-    return [
-        LearnedMitigation() if name == "learned" else ReadoutMitigation(name == "readout-props")
-        for name in names
-    ]
-
+    from ..jobs.combine import Correction
+    from . import CalibrationContext
 
 @dataclass(frozen=True)
 class ReadoutMitigation:

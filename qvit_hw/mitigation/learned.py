@@ -40,11 +40,11 @@ import torch
 from ..backends.base import JobResult, identity_key
 from ..circuit import expectations
 from ..errors import BackendError
-from .combine import Correction, combine
-from .plan import Plan, PlannedJob, QNNCall, Template, plan
+from ..jobs.combine import Correction, combine
+from ..jobs.plan import Plan, PlannedJob, QNNCall, Template, plan
 
 if TYPE_CHECKING:
-    from .mitigation import CalibrationContext
+    from . import CalibrationContext
 
 WEIGHT_SETS = 8  # random weight draws among the calibration rows
 MIN_SLOPE = 0.2  # a qubit whose <Z> shrinks more than this cannot be inverted usefully
