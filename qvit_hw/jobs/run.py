@@ -46,13 +46,13 @@ from ..backends import DEFAULT_BACKEND, get_backend, parse_name
 from ..backends.base import backend_identity
 from ..errors import RunError, RunInterrupted, one_line
 from ..files import check_out_dir, flat_keys, locked, write_atomic, write_json
+from ..mitigation import parse_mitigation
 from ..model import VisionTransformer
 from .adaptive import linearised, refine, row_correlations
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .inputs import load_inputs
 from .journal import Journal
-from ..mitigation import parse_mitigation
 from .retry import Retry
 from .runner import QNNRunner
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
+from ..mitigation import CalibrationContext, Mitigation, mitigations, parse_mitigation
 from .combine import Correction, RowEstimates, combine
 from .config import SchedulerConfig
-from ..mitigation import CalibrationContext, Mitigation, mitigations, parse_mitigation
 from .plan import Plan, PlannedJob, QNNCall, Template, plan
 from .scheduler import Scheduler, SchedulerStats
 

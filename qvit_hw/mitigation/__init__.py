@@ -90,5 +90,3 @@ def mitigations(names: Sequence[str]) -> list[Mitigation]:
         for name in names
         if name in ROW_LEVEL
     ]
-
-

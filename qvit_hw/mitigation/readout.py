@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..jobs.combine import Correction
     from . import CalibrationContext
 
+
 @dataclass(frozen=True)
 class ReadoutMitigation:
     """Readout confusion per physical qubit of a template, from calibration circuits or

@@ -11,8 +11,8 @@ from qvit_hw.circuit import QNNSpec, chain, expectations, random_inputs, tree
 from qvit_hw.errors import JobTooLargeError, PermanentBackendError, RunInterrupted
 from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.journal import DONE, FAILED, SUBMITTED, Journal
-from qvit_hw.mitigation.readout import from_properties
 from qvit_hw.jobs.retry import Retry
+from qvit_hw.mitigation.readout import from_properties
 
 
 class FakeTime:

@@ -10,8 +10,8 @@ from qvit_hw.backends import get_backend
 from qvit_hw.circuit import chain, expectations, random_inputs
 from qvit_hw.cli import app
 from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
-from qvit_hw.mitigation.learned import IDENTITY_P, LearnedCalibration, fit_affine, shrink
 from qvit_hw.mitigation import parse_mitigation
+from qvit_hw.mitigation.learned import IDENTITY_P, LearnedCalibration, fit_affine, shrink
 
 
 def synthetic(rows: int, qubits: tuple[int, ...], seed: int = 0):
