@@ -1,0 +1,361 @@
+"""Run-level correction: every QNN's device function, fitted over all rows of a run.
+
+Each QNN encodes token angle x_j with one RY(x_j) on qubit j. On any device whose noise
+does not depend on x (gate errors, relaxation, crosstalk, readout), every output
+<Z_i>(x) is a trigonometric polynomial of degree one in each angle of its backward light
+cone C_i (`light_cone`): a linear combination of the 3^|C_i| products
+prod_{j in C_i} f_j(x_j), f_j in {1, cos x_j, sin x_j} (`features`). The ~70,000 rows a
+QNN gets over a test split all sample that one function, so fitting it gives every row
+the precision of the whole run's shots.
+
+The fit (`fit_output`), per QNN and output, on the row-level corrected values (readout,
+learned, ..., unclipped: an affine correction per physical qubit commutes with the fit):
+
+    weights      iteratively reweighted least squares: first by shots alone, then by the
+                 inverse of the variance the fit predicts, G (1 - f(x)^2 + 1/s) / s
+                 (G: the group's median ratio of the rows' reported variance to the
+                 binomial one, which carries the row-level corrections' gain and excess);
+                 weighting by each row's own stderr would overweight rows read at exactly
+                 +-1 and bias the fit
+    groups       each placement (physical qubits) of the QNN is a device of its own; the
+                 placements are fitted apart where each has at least `MIN_ROWS_PER_TERM`
+                 rows per term and a chi-square test of the pooled fit against the
+                 separate ones rejects pooling at level `POOL_P` (the placements differ
+                 beyond their noise); otherwise one fit serves every placement
+    errors       coefficient covariance phi (F' W F)^-1, phi the weighted residual
+                 variance per degree of freedom (1 where too few are left to estimate it);
+                 a row's standard error is sqrt(f' C f)
+
+Fitted values share coefficients, so their errors are correlated across rows and images:
+`FourierFit.draws` gives seeded draws of every group's coefficients from their covariance,
+which the run pushes through the model's classical rest for flip probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.stats import chi2
+
+from ..circuit import QNNSpec
+
+MIN_ROWS_PER_TERM = 3  # a placement is fitted on its own only with this many rows per term
+POOL_P = 1e-3  # placements are fitted apart where pooling them is rejected at this level
+IRLS_STEPS = 3  # reweighting passes after the first, shots-weighted fit
+MIN_DOF = 30  # residual degrees of freedom below which phi is taken as 1
+CHUNK = 4096  # rows per block when forming normal equations
+
+
+def light_cone(spec: QNNSpec, output: int) -> tuple[int, ...]:
+    """The input qubits whose angle can reach <Z_output>: walking the pairs backwards,
+    a pair that touches the cone joins it (both qubits, as any two-qubit gate with its
+    noise may couple them)."""
+    if not 0 <= output < spec.n_qubits:
+        raise ValueError(f"output must be in 0..{spec.n_qubits - 1}, got {output}")
+    cone = {output}
+    for p, q in reversed(spec.pairs):
+        if p in cone or q in cone:
+            cone |= {p, q}
+    return tuple(sorted(cone))
+
+
+def features(x: np.ndarray) -> np.ndarray:
+    """The product basis: x (N, L) angles -> (N, 3^L), term index sum_j k_j 3^(L-1-j) with
+    k_j = 0, 1, 2 for 1, cos x_j, sin x_j."""
+    out = np.ones((len(x), 1))
+    for j in range(x.shape[1]):
+        basis = np.stack([np.ones(len(x)), np.cos(x[:, j]), np.sin(x[:, j])], axis=1)
+        out = (out[:, :, None] * basis[:, None, :]).reshape(len(x), -1)
+    return out
+
+
+def term_weights(width: int) -> np.ndarray:
+    """Frequency weight of each term of `features` (how many angles it depends on): (3^L,)."""
+    k = (np.arange(3**width)[:, None] // 3 ** np.arange(width)[::-1]) % 3
+    return (k > 0).sum(axis=1)
+
+
+def design_grid(n: int) -> np.ndarray:
+    """The 3^n grid of angles {0, 2 pi / 3, 4 pi / 3} per qubit: (3^n, n). On it the product
+    basis is orthogonal, so a fit is exact interpolation with uniform variance."""
+    levels = 2 * np.pi / 3 * np.arange(3)
+    grid = np.stack(np.meshgrid(*[levels] * n, indexing="ij"), axis=-1)
+    return grid.reshape(-1, n)
+
+
+@dataclass
+class GroupFit:
+    """One output of one QNN on one group of placements: coefficients and their errors."""
+
+    coef: np.ndarray  # (p,)
+    chol: np.ndarray  # (p, p) upper Cholesky factor R of F' W F (R' R = F' W F)
+    phi: float  # dispersion: residual variance / the variance model's
+    rows: int
+    rss: float  # sum of weighted squared residuals (phi's numerator)
+
+    def values(self, f: np.ndarray) -> np.ndarray:
+        return f @ self.coef
+
+    def stderr(self, f: np.ndarray) -> np.ndarray:
+        """sqrt(f' C f) per row of features f (N, p), C = phi (R' R)^-1."""
+        out = np.empty(len(f))
+        for a in range(0, len(f), CHUNK):
+            v = solve_triangular(self.chol, f[a : a + CHUNK].T, trans="T")  # (p, c)
+            out[a : a + CHUNK] = np.sqrt(self.phi * (v * v).sum(axis=0))
+        return out
+
+    def draws(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """``m`` coefficient vectors from N(coef, C): (p, m)."""
+        e = rng.standard_normal((len(self.coef), m))
+        return self.coef[:, None] + np.sqrt(self.phi) * solve_triangular(self.chol, e)
+
+
+@dataclass
+class OutputFit:
+    """<Z_i> of one QNN: its light cone and its fit per placement (or one for all)."""
+
+    cone: tuple[int, ...]
+    groups: dict[tuple[int, ...], GroupFit]  # placement -> fit; () -> the pooled fit
+    pooled: bool
+    reason: str  # why pooled or not, for corrections.json
+    p_value: float | None = None
+
+    def fit_for(self, placement: tuple[int, ...]) -> GroupFit:
+        return self.groups[()] if self.pooled else self.groups[placement]
+
+
+@dataclass
+class FourierFit:
+    """Every fitted output of every QNN of a run: name -> [OutputFit per output]."""
+
+    spec: dict[str, QNNSpec]
+    outputs: dict[str, list[OutputFit]]
+    _draws: dict[tuple[str, int, tuple[int, ...]], np.ndarray] = field(default_factory=dict)
+
+    def evaluate(
+        self, name: str, angles: np.ndarray, qubits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fitted <Z> and standard errors of QNN ``name`` on rows ``angles`` (N, n) read on
+        physical ``qubits`` (N, n): two (N, n) arrays."""
+        z, se = np.empty(angles.shape), np.empty(angles.shape)
+        for i, out in enumerate(self.outputs[name]):
+            f = features(angles[:, list(out.cone)])
+            for placement, rows in _by_placement(qubits, out.pooled):
+                g = out.fit_for(placement)
+                z[rows, i], se[rows, i] = g.values(f[rows]), g.stderr(f[rows])
+        return z, se
+
+    def draws(
+        self, name: str, angles: np.ndarray, qubits: np.ndarray, m: int, seed: int
+    ) -> np.ndarray:
+        """``m`` joint draws of the fitted values of these rows: (m, N, n). The coefficient
+        draws are made once per group (seeded by ``seed``) and shared by every call, so
+        the rows of different images vary together as the fit's errors do."""
+        out = np.empty((m, *angles.shape))
+        for i, fit in enumerate(self.outputs[name]):
+            f = features(angles[:, list(fit.cone)])
+            for placement, rows in _by_placement(qubits, fit.pooled):
+                key = (name, i, placement)
+                if key not in self._draws or self._draws[key].shape[1] != m:
+                    rng = np.random.default_rng([seed, *_digest(key)])
+                    self._draws[key] = fit.fit_for(placement).draws(m, rng)
+                out[:, rows, i] = (f[rows] @ self._draws[key]).T
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Per QNN and output: cone, terms, groups, pooling and dispersion (JSON)."""
+        return {
+            name: [
+                {
+                    "cone": list(o.cone),
+                    "terms": 3 ** len(o.cone),
+                    "pooled": o.pooled,
+                    "reason": o.reason,
+                    "p_value": o.p_value,
+                    "groups": {
+                        ",".join(map(str, k)) or "all": {"rows": g.rows, "phi": g.phi}
+                        for k, g in o.groups.items()
+                    },
+                }
+                for o in outs
+            ]
+            for name, outs in self.outputs.items()
+        }
+
+
+def _digest(key: tuple[str, int, tuple[int, ...]]) -> list[int]:
+    import hashlib
+
+    return list(hashlib.sha256(repr(key).encode()).digest()[:8])
+
+
+def _by_placement(qubits: np.ndarray, pooled: bool) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """Rows grouped by the physical qubits they were read on (one group when pooled)."""
+    if pooled:
+        return [((), np.arange(len(qubits)))]
+    keys, inverse = np.unique(qubits, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return [(tuple(int(q) for q in k), np.flatnonzero(inverse == g)) for g, k in enumerate(keys)]
+
+
+def fit_run(
+    specs: dict[str, QNNSpec],
+    rows: dict[str, np.ndarray],
+    names: Sequence[str],
+) -> FourierFit:
+    """Fit every QNN of a run from its recorded rows (``executor.rows()``'s arrays:
+    qnn, angles, estimate (unclipped row-level values), stderr, shots, qubits)."""
+    outputs: dict[str, list[OutputFit]] = {}
+    for index, name in enumerate(names):
+        mine = rows["qnn"] == index
+        spec = specs[name]
+        x, y = rows["angles"][mine], rows["estimate"][mine]
+        se, shots, qubits = rows["stderr"][mine], rows["shots"][mine], rows["qubits"][mine]
+        outputs[name] = fit_outputs(spec, x, y, se, shots, qubits)
+    return FourierFit(dict(specs), outputs)
+
+
+def fit_outputs(
+    spec: QNNSpec,
+    angles: np.ndarray,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    shots: np.ndarray,
+    qubits: np.ndarray,
+) -> list[OutputFit]:
+    """Every output of one QNN (z, stderr, qubits (N, n)); outputs with the same cone share
+    their normal equations where the weights agree (exact rows)."""
+    cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    return [
+        fit_output(spec, i, angles, z[:, i], stderr[:, i], shots, qubits[:, i], cache=cache)
+        for i in range(spec.n_qubits)
+    ]
+
+
+def fit_output(
+    spec: QNNSpec,
+    output: int,
+    angles: np.ndarray,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    shots: np.ndarray,
+    qubit: np.ndarray,
+    placement: np.ndarray | None = None,
+    cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> OutputFit:
+    """Fit <Z_output> from rows: angles (N, n), z, stderr (N,) row-level values, shots
+    (N,) (0: exact), qubit (N,) the physical qubit read; ``placement`` (N, n) the rows'
+    placements (default: grouped by ``qubit``)."""
+    cone = light_cone(spec, output)
+    f = features(angles[:, list(cone)])  # (N, p)
+    p = f.shape[1]
+    keys = (qubit[:, None] if placement is None else placement).astype(np.int64)
+    groups = _by_placement(keys, pooled=False)
+    pooled = _irls(f, z, stderr, shots, cache, cone)
+    if len(groups) == 1:
+        return OutputFit(cone, {(): pooled}, True, "one placement")
+    if min(len(r) for _, r in groups) < MIN_ROWS_PER_TERM * p:
+        return OutputFit(
+            cone, {(): pooled}, True,
+            f"pooled: a placement has fewer than {MIN_ROWS_PER_TERM} rows per term ({p} terms)",
+        )  # fmt: skip
+    apart = {k: _irls(f[r], z[r], stderr[r], shots[r]) for k, r in groups}
+    rss_apart = sum(g.rss for g in apart.values())
+    dof = len(z) - p * len(groups)
+    phi = rss_apart / dof if dof >= MIN_DOF and rss_apart > 0 else 1.0
+    extra = p * (len(groups) - 1)
+    p_value = float(chi2.sf(max(pooled.rss - rss_apart, 0.0) / phi, extra))
+    if p_value < POOL_P:
+        reason = f"apart: placements differ (pooling rejected, p = {p_value:.2g})"
+        return OutputFit(cone, apart, False, reason, p_value)
+    reason = f"pooled: placements agree within noise (p = {p_value:.2g})"
+    return OutputFit(cone, {(): pooled}, True, reason, p_value)
+
+
+def _irls(
+    f: np.ndarray,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    shots: np.ndarray,
+    cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None,
+    cone: tuple[int, ...] = (),
+) -> GroupFit:
+    """Weighted least squares of z on features f, reweighted by the fit's own variance
+    (``cache``: normal equations by cone for exact rows, whose weights never change)."""
+    s = shots.astype(np.float64)
+    exact = s <= 0
+    binomial = (1.0 - np.clip(z, -1.0, 1.0) ** 2) / np.where(exact, 1.0, s)
+    ratio = (stderr**2) / np.where(binomial > 0, binomial, np.nan)
+    usable = ~exact & (np.abs(z) < 0.9) & np.isfinite(ratio)
+    gain = float(np.median(ratio[usable])) if usable.any() else 1.0
+    w = np.where(exact, 1.0, s)
+    coef = chol = None
+    for _ in range(1 + IRLS_STEPS * bool((~exact).any())):
+        key = repr(cone).encode() if cache is not None and exact.all() else None
+        coef, chol = _solve(f, z, w, None if key is None else cache, key)
+        fitted = np.clip(_apply(f, coef), -1.0, 1.0)
+        var = gain * (1.0 - fitted**2 + 1.0 / np.maximum(s, 1.0)) / np.maximum(s, 1.0)
+        w = np.where(exact, 1.0, 1.0 / var)
+    resid = z - _apply(f, coef)
+    rss = float((w * resid * resid).sum())
+    dof = len(z) - f.shape[1]
+    enough = dof > 0 if exact.all() else dof >= MIN_DOF  # exact rows: phi is their misfit
+    phi = rss / dof if enough else float(not exact.all())
+    return GroupFit(coef, chol, phi, len(z), rss)
+
+
+def _apply(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    return f @ coef
+
+
+def _solve(
+    f: np.ndarray,
+    z: np.ndarray,
+    w: np.ndarray,
+    cache: dict[bytes, Any] | None = None,
+    key: bytes | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of the weighted normal equations and the upper Cholesky factor R
+    (R' R = F' W F); the factorisation is reused from ``cache[key]`` where given."""
+    p = f.shape[1]
+    if len(f) < p:
+        raise ValueError(f"the fit needs at least {p} rows for {p} terms, got {len(f)}")
+    rhs = np.zeros(p)
+    for a in range(0, len(f), CHUNK):
+        rhs += (f[a : a + CHUNK] * w[a : a + CHUNK, None]).T @ z[a : a + CHUNK]
+    if cache is not None and key in cache:
+        factor, scale = cache[key]
+    else:
+        normal = np.zeros((p, p))
+        for a in range(0, len(f), CHUNK):
+            normal += (f[a : a + CHUNK] * w[a : a + CHUNK, None]).T @ f[a : a + CHUNK]
+        scale = np.sqrt(np.diag(normal)) + 1e-300
+        jitter = 1e-12 * np.eye(p)  # guards a nearly singular design; exact fits keep 1e-9
+        factor = cho_factor(normal / scale / scale[:, None] + jitter, lower=False)
+        if cache is not None and key is not None:
+            cache[key] = (factor, scale)
+    coef = cho_solve(factor, rhs / scale) / scale
+    return coef, np.triu(factor[0]) * scale
+
+
+def exact_coefficients(spec: QNNSpec, weights: np.ndarray) -> list[np.ndarray]:
+    """The ideal circuit's coefficients per output (on each output's cone), by exact
+    interpolation on the 3^L grid: for comparison with a device's (the report's spectrum)."""
+    import torch
+
+    from ..circuit import expectations
+
+    out = []
+    for i in range(spec.n_qubits):
+        cone = light_cone(spec, i)
+        grid = design_grid(len(cone))
+        x = np.zeros((len(grid), spec.n_qubits))
+        x[:, list(cone)] = grid
+        z = expectations(spec, torch.from_numpy(x), torch.from_numpy(np.asarray(weights)))
+        f = features(grid)  # orthogonal columns: the solve is a projection
+        out.append(f.T @ z[:, i].double().numpy() / (f * f).sum(axis=0))
+    return out
