@@ -95,7 +95,9 @@ RUN_FIELDS: dict[str, type] = {
 }
 SUMMARY_FIELDS = ("agreement", "accuracy", "exact_accuracy", "z_mae", "z_mae_raw")
 HISTOGRAM_FIELDS = ("row", "counts", "exact")
-FLOAT_FIELDS = ("angles", "exact", "estimate", "stderr", "estimate_raw", "stderr_raw")
+FLOAT_FIELDS = (
+    "angles", "exact", "estimate", "stderr", "estimate_raw", "stderr_raw", "estimate_linear"
+)  # fmt: skip
 _AGAIN = "the run's outputs are incomplete or were changed after it: run it again"
 
 

@@ -29,7 +29,8 @@ class Correction(Protocol):
     def correct(
         self, z: np.ndarray, stderr: np.ndarray, qubits: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """z, stderr (rows, n) read from physical ``qubits`` (rows, n) -> corrected pair."""
+        """z, stderr (rows, n) read from physical ``qubits`` (rows, n) -> corrected pair,
+        unclipped (`combine` clips what it reports to [-1, 1])."""
         ...
 
 
@@ -48,6 +49,9 @@ class RowEstimates:
     # (z, stderr) after each correction in turn (the last equals z, stderr); () without any
     stages: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     shots: np.ndarray | None = None  # (rows,) int: shots behind each row (0: exact)
+    # z before clipping to [-1, 1] (the corrections are affine per qubit: a fit over many
+    # rows must see their unclipped values to stay unbiased); None: equal to z
+    z_linear: np.ndarray | None = None  # (rows, n)
 
 
 def combine(
@@ -88,11 +92,11 @@ def combine(
         stages = []
         for correction in corrections[slot.template] if slot.template < len(corrections) else ():
             z_c, se_c = correction.correct(z_c, se_c, qubits)
-            stages.append((z_c[inv], se_c[inv]))
+            stages.append((np.clip(z_c[inv], -1.0, 1.0), se_c[inv]))
         sampled, counts = _copy_histograms(samples[slot.template], slot, k, n)
         out.append(
             RowEstimates(
-                z_c[inv],
+                np.clip(z_c[inv], -1.0, 1.0),
                 se_c[inv],
                 z[inv],
                 se[inv],
@@ -101,6 +105,7 @@ def combine(
                 counts,
                 tuple(stages),
                 shots[inv],
+                z_c[inv],
             )
         )
     return out

@@ -42,6 +42,7 @@ ROW_FIELDS = (
     "stderr_raw",  # (R, n) float64
     "qubits",  # (R, n) int: physical qubit of each value
     "shots",  # (R,) int: shots behind the row's estimate (0: exact; adaptive: every round's)
+    "estimate_linear",  # (R, n) float64: estimate before clipping to [-1, 1]
 )
 
 
@@ -197,6 +198,7 @@ class SchedulerExecutor:
                     "stderr_raw": est.stderr_raw,
                     "qubits": est.qubits,
                     "shots": est.shots if est.shots is not None else np.zeros(rows, np.int64),
+                    "estimate_linear": est.z if est.z_linear is None else est.z_linear,
                 }
             )
         self._recorded += rows * len(call.names)

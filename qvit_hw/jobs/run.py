@@ -53,6 +53,7 @@ from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
 from .inputs import load_inputs
 from .journal import Journal
+from .refit import Refit, refit
 from .retry import Retry
 from .runner import QNNRunner
 
@@ -69,6 +70,7 @@ OUTPUT_FILES = (
     "jobs.jsonl",
     "cost.json",
     "corrections.json",
+    "fourier.npz",
 )
 # the run's settings that, with the backend's identity, make up the run identity: --resume
 # requires the same (poll interval, in-flight limit and retries may change)
@@ -112,7 +114,17 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        parse_mitigation(self.mitigate)  # ValueError naming --mitigate
+        names = parse_mitigation(self.mitigate)  # ValueError naming --mitigate
+        if "fourier" in names and self.adaptive is not None:
+            raise ValueError(
+                "--shots auto does not compose with --mitigate fourier yet (its rounds decide "
+                "per row, the fit pools every row of the run): use a fixed --shots with fourier"
+            )
+        if "fourier" in names and names[-1] != "fourier":
+            raise ValueError(
+                "--mitigate: fourier is a run-level fit applied after every row-level "
+                f"correction, so it comes last (e.g. readout,fourier), got {self.mitigate!r}"
+            )
 
     def settings(self) -> dict[str, Any]:
         """Flat settings for run.json (the job layer's fields beside the run's own)."""
@@ -241,7 +253,7 @@ def _run_locked(
             with _signals_as_interrupts(), progress if progress is not None else nullcontext():
                 inferred = _infer(
                     model, data, norm, executor, options.batch_size, progress,
-                    len(runner.mitigation), options.adaptive,
+                    len(runner.mitigation), options.adaptive, "fourier" in runner.mitigation,
                 )  # fmt: skip
             wall = time.perf_counter() - start
             return _finish(out, settings, data, executor, runner, journal, inferred, wall)
@@ -294,6 +306,7 @@ class Inferred:
     shots: list[np.ndarray]  # (B,) per batch: shots spent on the image's rows
     rounds: list[dict[str, Any]]  # adaptive: per batch and round, shots and active images
     preds: list[list[np.ndarray]]  # adaptive: per batch, the predictions after each round
+    refit: Refit | None = None  # --mitigate ...,fourier: the run-level fit
 
 
 def _infer(
@@ -305,6 +318,7 @@ def _infer(
     progress: Any,
     corrections: int = 0,
     adaptive: AdaptiveConfig | None = None,
+    fourier: bool = False,
 ) -> Inferred:
     """Logits per batch through the backend (the executor) and through the exact model;
     with ``adaptive``, after its rounds of shots (`adaptive.refine`); per image, the
@@ -312,17 +326,23 @@ def _infer(
     uniform: linearised, `adaptive.linearised`) and the shots spent; and, with
     ``corrections`` > 0, the logits the estimates would give before the last correction,
     stage by stage (raw, after the first, ...; None where a stage cannot be replayed
-    without new jobs), from the same results."""
+    without new jobs), from the same results. With ``fourier``, after the last batch every
+    QNN's function is fitted over all rows and the logits and flip probabilities are
+    those of the fitted values (`refit`)."""
     from ..data import to_tensor
 
     result = Inferred([], [], [[] for _ in range(corrections)], [], [], [], [])
     batches = range(0, len(data), batch_size)
     task = progress.add_task("images", total=len(data)) if progress is not None else None
     executor.shots = None if adaptive is None else adaptive.initial_shots
+    second_pass = []  # fourier: per batch, its image ids and logits as a function of z
+    specs = {}
     for number, a in enumerate(batches, 1):
         x = to_tensor(np.asarray(data.images[a : a + batch_size]), norm)  # (B, 3, S, S)
         executor.begin_batch(np.arange(a, a + len(x)), f"batch {number}/{len(batches)}")
         logits_of = _logits_of(model, x)
+        if fourier:
+            second_pass.append((np.arange(a, a + len(x)), logits_of))
         with torch.no_grad():
             result.exact.append(model(x).double())
             with model.executor(executor):
@@ -351,9 +371,15 @@ def _infer(
                         result.stages[s].append(model(x).double())  # type: ignore[union-attr]
                 except StageUnavailable:
                     result.stages[s] = None
+        if fourier:
+            specs.update({n: (c.spec, c.weights[i]) for c in executor.batch
+                          for i, n in enumerate(c.names)})  # fmt: skip
         executor.end_batch()
         if task is not None:
             progress.advance(task, len(x))
+    if fourier:
+        result.refit = refit(executor, specs, second_pass)
+        result.logits, result.flip = result.refit.logits, result.refit.flip
     return result
 
 
@@ -486,6 +512,11 @@ def _finish(
     pred, pred_exact = probs.argmax(axis=1), exact.argmax(axis=1)
     flip, shots = np.concatenate(inferred.flip), np.concatenate(inferred.shots)  # (N,)
     rows = executor.rows()
+    if inferred.refit is not None:  # the row-level values stay beside the fitted ones
+        rows.update(
+            estimate_row=rows["estimate"], stderr_row=rows["stderr"],
+            estimate=inferred.refit.z, stderr=inferred.refit.stderr,
+        )  # fmt: skip
     stats = runner.stats
     images = len(data)
     cost = {
@@ -511,6 +542,10 @@ def _finish(
     buf = io.BytesIO()
     np.savez_compressed(buf, **rows)
     write_atomic(out / "rows.npz", buf.getvalue())
+    if inferred.refit is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **inferred.refit.arrays())
+        write_atomic(out / "fourier.npz", buf.getvalue())
     histograms = executor.histograms()
     if histograms is not None:
         buf = io.BytesIO()
@@ -538,7 +573,11 @@ def _finish(
     result["stages"] = _stage_table(
         runner.mitigation, rows, executor, inferred.stages, pred, pred_exact
     )
-    write_json(out / "corrections.json", {"stages": result["stages"], "fitted": corrections})
+    fourier = None if inferred.refit is None else inferred.refit.fit.summary()
+    write_json(
+        out / "corrections.json",
+        {"stages": result["stages"], "fitted": corrections, "fourier": fourier},
+    )
     outputs = {  # so the report refuses outputs edited after the run
         name: hashlib.sha256((out / name).read_bytes()).hexdigest()
         for name in OUTPUT_FILES

@@ -145,7 +145,7 @@ class QNNRunner:
         correction (ReadoutCalibration, LearnedCalibration)."""
         return {
             self._templates[spec].compiled.circuit.name: dict(
-                zip(self.mitigation, fitted, strict=True)
+                zip([m.name for m in mitigations(self.mitigation)], fitted, strict=True)
             )
             for spec, fitted in self._corrections.items()
         }

@@ -14,7 +14,7 @@ the forward model
 is fitted, shrunk across qubits (`shrink`: exactly the identity when the fits are
 consistent with it, as on an ideal device, otherwise pulled toward the qubits' mean by
 how much their spread exceeds their errors) and inverted on the data rows:
-z = (measured - b_q) / a_q, clipped to [-1, 1].
+z = (measured - b_q) / a_q (`combine` clips what it reports to [-1, 1]).
 The standard error carries the row's own shot noise, the fit's uncertainty (delta method
 with the fitted covariance of a_q, b_q) and the excess scatter of the calibration rows
 beyond their shot noise (what an affine map per qubit cannot explain), so z-scores of
@@ -80,7 +80,7 @@ class LearnedCalibration:
         # delta method: d/da = -(m - b) / a^2, d/db = -1 / a
         fit_var = (d * d * var_a) / a**4 + var_b / a**2 + 2 * d * cov_ab / a**3
         var = (stderr**2 + excess) / a**2 + fit_var
-        return np.clip(corrected, -1.0, 1.0), np.sqrt(np.clip(var, 0.0, None))
+        return corrected, np.sqrt(np.clip(var, 0.0, None))
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -5,9 +5,10 @@ mean is <Z>_raw = (1 - e0 - e1) <Z> + (e1 - e0), so
 
     <Z>_mit = (<Z>_raw - (e1 - e0)) / (1 - e0 - e1),  stderr_mit = stderr / (1 - e0 - e1),
 
-clipped to [-1, 1]. The rates come from calibration circuits run through the same
-scheduler and backend (`calibration_pubs`: every packed qubit prepared in 0, then in 1) or
-from the backend's reported properties (`from_properties`). For one-qubit marginals this
+unclipped (`combine` clips what it reports to [-1, 1]). The rates come from calibration
+circuits run through the same scheduler and backend (`calibration_pubs`: every packed
+qubit prepared in 0, then in 1) or from the backend's reported properties
+(`from_properties`). For one-qubit marginals this
 is exactly what inverting the tensor product of the per-qubit matrices over whole
 bitstrings gives, so mthree, which inverts that same tensor model over the observed
 bitstrings, would change nothing here; the scheduler therefore keeps per-bit means only.
@@ -90,7 +91,7 @@ class ReadoutCalibration:
         if (scale <= 0.05).any():
             bad = sorted(set(qubits[scale <= 0.05].tolist()))
             raise BackendError(f"readout of qubits {bad} is too poor to invert (e0 + e1 >= 0.95)")
-        return np.clip((z - (e1 - e0)) / scale, -1.0, 1.0), stderr / scale
+        return (z - (e1 - e0)) / scale, stderr / scale
 
     def to_dict(self) -> dict[str, object]:
         return {
