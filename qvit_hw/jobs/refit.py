@@ -57,7 +57,7 @@ class Refit:
                 for key, g in o.groups.items():
                     group = ",".join(map(str, key)) or "all"
                     out[f"coef|{name}|{i}|{group}"] = g.coef
-                    out[f"se|{name}|{i}|{group}"] = g.stderr(np.eye(len(g.coef)))
+                    out[f"se|{name}|{i}|{group}"] = g.coef_stderr()
         return out
 
 

@@ -100,6 +100,21 @@ class GroupFit:
     def values(self, f: np.ndarray) -> np.ndarray:
         return f @ self.coef
 
+    def coef_stderr(self) -> np.ndarray:
+        """Standard errors of `coef`: sqrt of the diagonal of phi (R' R)^-1."""
+        return self.stderr(np.eye(len(self.coef)))
+
+    def values_at(self, xc: np.ndarray) -> np.ndarray:
+        """Fitted values at cone angles xc (N, L)."""
+        return self.values(features(xc))
+
+    def stderr_at(self, xc: np.ndarray) -> np.ndarray:
+        return self.stderr(features(xc))
+
+    def drawn_at(self, xc: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Values at xc (N, L) under drawn coefficients ``state`` (p, m): (N, m)."""
+        return features(xc) @ state
+
     def stderr(self, f: np.ndarray) -> np.ndarray:
         """sqrt(f' C f) per row of features f (N, p), C = phi (R' R)^-1."""
         out = np.empty(len(f))
@@ -115,16 +130,93 @@ class GroupFit:
 
 
 @dataclass
+class GridFit:
+    """One output on one group, measured on the 3^L grid of its cone (`design_grid`): the
+    cell means and their variances. The fit is exact interpolation: at any x its value
+    is sum_g K(x, g) y_g with K(x, g) = prod_j (1 + 2 cos(x_j - theta_gj)) / 3 (the
+    Dirichlet kernel of degree one), and its variance sum_g K(x, g)^2 v_g, both computed
+    dimension by dimension in O(3^L) per row (no 3^L x 3^L matrix, so n = 8 is cheap)."""
+
+    y: np.ndarray  # (3^L,) cell means, index as `features`' terms
+    v: np.ndarray  # (3^L,) their variances
+    rows: int
+    phi: float = 1.0  # the variances are the model's (G (1 - y^2 + 1/s) / s per row)
+
+    @property
+    def coef(self) -> np.ndarray:
+        """The product-basis coefficients (orthogonal on the grid: a projection)."""
+        return grid_coefficients(self.y)
+
+    def values_at(self, xc: np.ndarray) -> np.ndarray:
+        return _contract(self.y[:, None], _kernel(xc))[:, 0]
+
+    def stderr_at(self, xc: np.ndarray) -> np.ndarray:
+        return np.sqrt(_contract(self.v[:, None], _kernel(xc) ** 2)[:, 0])
+
+    def draws(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """``m`` draws of the cell means: (3^L, m)."""
+        return self.y[:, None] + np.sqrt(self.v)[:, None] * rng.standard_normal((len(self.y), m))
+
+    def drawn_at(self, xc: np.ndarray, state: np.ndarray) -> np.ndarray:
+        return _contract(state, _kernel(xc))
+
+    def coef_stderr(self) -> np.ndarray:
+        """Standard errors of `coef` (each coefficient is a fixed combination of cells)."""
+        return np.sqrt(grid_coefficients(self.v, squared=True))
+
+
+def grid_coefficients(y: np.ndarray, squared: bool = False) -> np.ndarray:
+    """Product-basis coefficients from values on the 3^L grid (3^L,), one 3 x 3 transform
+    per dimension (the basis is orthogonal there); ``squared``: the transform's squares,
+    which map cell variances to coefficient variances."""
+    theta = 2 * np.pi / 3 * np.arange(3)
+    basis = np.stack([np.ones(3), np.cos(theta), np.sin(theta)])  # (term, cell)
+    a = basis / (basis * basis).sum(axis=1, keepdims=True)
+    if squared:
+        a = a * a
+    width = round(np.log(len(y)) / np.log(3))
+    t = y.reshape((3,) * width)
+    for j in range(width):
+        t = np.moveaxis(np.tensordot(a, t, axes=([1], [j])), 0, j)
+    return t.reshape(-1)
+
+
+def _kernel(xc: np.ndarray) -> np.ndarray:
+    """K per dimension: (N, L, 3) = (1 + 2 cos(x_j - theta_k)) / 3."""
+    theta = 2 * np.pi / 3 * np.arange(3)
+    return (1.0 + 2.0 * np.cos(xc[:, :, None] - theta)) / 3.0
+
+
+def _contract(t: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """sum over cells g of prod_j k[n, j, g_j] t[g, e]: t (3^L, E), k (N, L, 3) -> (N, E),
+    one dimension at a time, in row blocks that keep memory near 2^22 numbers."""
+    n_rows, width, _ = k.shape
+    extra = t.shape[1]
+    if width == 0:
+        return np.broadcast_to(t[0], (n_rows, extra)).copy()
+    out = np.empty((n_rows, extra))
+    step = max(1, 2**22 // max(1, 3 ** (width - 1) * extra))
+    first = t.reshape(3, -1)  # (3, 3^(L-1) E)
+    for a in range(0, n_rows, step):
+        kk = k[a : a + step]
+        acc = kk[:, 0, :] @ first  # (c, 3^(L-1) E)
+        for j in range(1, width):
+            acc = np.einsum("nk,nkr->nr", kk[:, j, :], acc.reshape(len(kk), 3, -1))
+        out[a : a + step] = acc.reshape(len(kk), extra)
+    return out
+
+
+@dataclass
 class OutputFit:
     """<Z_i> of one QNN: its light cone and its fit per placement (or one for all)."""
 
     cone: tuple[int, ...]
-    groups: dict[tuple[int, ...], GroupFit]  # placement -> fit; () -> the pooled fit
+    groups: dict[tuple[int, ...], GroupFit | GridFit]  # (physical qubit,) -> fit; () pooled
     pooled: bool
     reason: str  # why pooled or not, for corrections.json
     p_value: float | None = None
 
-    def fit_for(self, placement: tuple[int, ...]) -> GroupFit:
+    def fit_for(self, placement: tuple[int, ...]) -> GroupFit | GridFit:
         return self.groups[()] if self.pooled else self.groups[placement]
 
 
@@ -143,10 +235,10 @@ class FourierFit:
         physical ``qubits`` (N, n): two (N, n) arrays."""
         z, se = np.empty(angles.shape), np.empty(angles.shape)
         for i, out in enumerate(self.outputs[name]):
-            f = features(angles[:, list(out.cone)])
-            for placement, rows in _by_placement(qubits, out.pooled):
+            xc = angles[:, list(out.cone)]
+            for placement, rows in _by_placement(qubits[:, i : i + 1], out.pooled):
                 g = out.fit_for(placement)
-                z[rows, i], se[rows, i] = g.values(f[rows]), g.stderr(f[rows])
+                z[rows, i], se[rows, i] = g.values_at(xc[rows]), g.stderr_at(xc[rows])
         return z, se
 
     def draws(
@@ -157,13 +249,14 @@ class FourierFit:
         the rows of different images vary together as the fit's errors do."""
         out = np.empty((m, *angles.shape))
         for i, fit in enumerate(self.outputs[name]):
-            f = features(angles[:, list(fit.cone)])
-            for placement, rows in _by_placement(qubits, fit.pooled):
+            xc = angles[:, list(fit.cone)]
+            for placement, rows in _by_placement(qubits[:, i : i + 1], fit.pooled):
                 key = (name, i, placement)
+                group = fit.fit_for(placement)
                 if key not in self._draws or self._draws[key].shape[1] != m:
                     rng = np.random.default_rng([seed, *_digest(key)])
-                    self._draws[key] = fit.fit_for(placement).draws(m, rng)
-                out[:, rows, i] = (f[rows] @ self._draws[key]).T
+                    self._draws[key] = group.draws(m, rng)
+                out[:, rows, i] = group.drawn_at(xc[rows], self._draws[key]).T
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -206,17 +299,91 @@ def fit_run(
     specs: dict[str, QNNSpec],
     rows: dict[str, np.ndarray],
     names: Sequence[str],
+    grid: bool = False,
 ) -> FourierFit:
     """Fit every QNN of a run from its recorded rows (``executor.rows()``'s arrays:
-    qnn, angles, estimate (unclipped row-level values), stderr, shots, qubits)."""
+    qnn, angles, estimate (unclipped row-level values), stderr, shots, qubits); ``grid``:
+    the rows are `characterize`'s design (rows off the grid are ignored), else any rows."""
     outputs: dict[str, list[OutputFit]] = {}
     for index, name in enumerate(names):
         mine = rows["qnn"] == index
         spec = specs[name]
         x, y = rows["angles"][mine], rows["estimate"][mine]
         se, shots, qubits = rows["stderr"][mine], rows["shots"][mine], rows["qubits"][mine]
-        outputs[name] = fit_outputs(spec, x, y, se, shots, qubits)
+        if grid:
+            outputs[name] = [
+                fit_grid_output(spec, i, x, y[:, i], se[:, i], shots, qubits[:, i])
+                for i in range(spec.n_qubits)
+            ]
+        else:
+            outputs[name] = fit_outputs(spec, x, y, se, shots, qubits)
     return FourierFit(dict(specs), outputs)
+
+
+def fit_grid_output(
+    spec: QNNSpec,
+    output: int,
+    angles: np.ndarray,
+    z: np.ndarray,
+    stderr: np.ndarray,
+    shots: np.ndarray,
+    qubit: np.ndarray,
+) -> OutputFit:
+    """<Z_output> from rows on the grid (`design_grid`; other rows are ignored): per
+    physical qubit, the mean and variance of every cell of the cone's 3^L grid (rows that
+    differ only outside the cone are replicates); placements pooled unless a chi-square
+    test of their cell means against the pooled ones rejects it at `POOL_P`."""
+    cone = light_cone(spec, output)
+    step = 2 * np.pi / 3
+    k = angles / step
+    on_grid = (np.abs(k - np.round(k)) < 1e-9).all(axis=1) & (angles >= -1e-9).all(axis=1)
+    cells = (np.round(k[:, list(cone)]).astype(np.int64) % 3) @ (3 ** np.arange(len(cone))[::-1])
+    gain = _gain(z, stderr, shots)
+    s = np.maximum(shots.astype(np.float64), 1.0)
+    exact = shots <= 0
+    size = 3 ** len(cone)
+    fits: dict[tuple[int, ...], GridFit] = {}
+    for q in np.unique(qubit[on_grid]):
+        mine = on_grid & (qubit == q)
+        count = np.bincount(cells[mine], minlength=size).astype(np.float64)
+        if (count == 0).any():
+            raise ValueError(f"qubit {q}: the grid of output {output} is incomplete")
+        mean = np.bincount(cells[mine], weights=z[mine], minlength=size) / count
+        per_row = np.where(exact[mine], 0.0, gain * (1 - np.clip(mean[cells[mine]], -1, 1) ** 2
+                                                    + 1 / s[mine]) / s[mine])  # fmt: skip
+        var = np.bincount(cells[mine], weights=per_row, minlength=size) / count**2
+        fits[(int(q),)] = GridFit(mean, var, int(mine.sum()))
+    if len(fits) == 1:
+        return OutputFit(cone, {(): next(iter(fits.values()))}, True, "one placement")
+    ys = np.stack([f.y for f in fits.values()])  # (P, G)
+    vs = np.stack([f.v for f in fits.values()])
+    if (vs <= 0).all():  # exact rows: placements agree exactly or not at all
+        same = np.allclose(ys, ys[0], atol=1e-9)
+        pooled = GridFit(ys.mean(axis=0), vs.mean(axis=0), sum(f.rows for f in fits.values()))
+        if same:
+            return OutputFit(cone, {(): pooled}, True, "pooled: placements agree exactly")
+        return OutputFit(cone, dict(fits), False, "apart: placements differ")
+    w = 1.0 / np.maximum(vs, 1e-300)
+    mean = (w * ys).sum(axis=0) / w.sum(axis=0)
+    stat = float((w * (ys - mean) ** 2).sum())
+    p_value = float(chi2.sf(stat, size * (len(fits) - 1)))
+    pooled = GridFit(mean, 1.0 / w.sum(axis=0), sum(f.rows for f in fits.values()))
+    if p_value < POOL_P:
+        reason = f"apart: placements differ (pooling rejected, p = {p_value:.2g})"
+        return OutputFit(cone, dict(fits), False, reason, p_value)
+    reason = f"pooled: placements agree within noise (p = {p_value:.2g})"
+    return OutputFit(cone, {(): pooled}, True, reason, p_value)
+
+
+def _gain(z: np.ndarray, stderr: np.ndarray, shots: np.ndarray) -> float:
+    """Median ratio of the rows' reported variance to the binomial one at their own value:
+    what the row-level corrections did to the shot noise (1 without any)."""
+    s = shots.astype(np.float64)
+    exact = s <= 0
+    binomial = (1.0 - np.clip(z, -1.0, 1.0) ** 2) / np.where(exact, 1.0, s)
+    ratio = (stderr**2) / np.where(binomial > 0, binomial, np.nan)
+    usable = ~exact & (np.abs(z) < 0.9) & np.isfinite(ratio)
+    return float(np.median(ratio[usable])) if usable.any() else 1.0
 
 
 def fit_outputs(
@@ -288,10 +455,7 @@ def _irls(
     (``cache``: normal equations by cone for exact rows, whose weights never change)."""
     s = shots.astype(np.float64)
     exact = s <= 0
-    binomial = (1.0 - np.clip(z, -1.0, 1.0) ** 2) / np.where(exact, 1.0, s)
-    ratio = (stderr**2) / np.where(binomial > 0, binomial, np.nan)
-    usable = ~exact & (np.abs(z) < 0.9) & np.isfinite(ratio)
-    gain = float(np.median(ratio[usable])) if usable.any() else 1.0
+    gain = _gain(z, stderr, shots)
     w = np.where(exact, 1.0, s)
     coef = chol = None
     for _ in range(1 + IRLS_STEPS * bool((~exact).any())):
@@ -356,6 +520,5 @@ def exact_coefficients(spec: QNNSpec, weights: np.ndarray) -> list[np.ndarray]:
         x = np.zeros((len(grid), spec.n_qubits))
         x[:, list(cone)] = grid
         z = expectations(spec, torch.from_numpy(x), torch.from_numpy(np.asarray(weights)))
-        f = features(grid)  # orthogonal columns: the solve is a projection
-        out.append(f.T @ z[:, i].double().numpy() / (f * f).sum(axis=0))
+        out.append(grid_coefficients(z[:, i].double().numpy()))
     return out
