@@ -90,17 +90,18 @@ def get_target(name: str, *, live: bool | None = None) -> DeviceTarget:
 
     ``live=None`` reads the live device where credentials are configured (the rule of
     `ibm.has_credentials` / `rigetti.has_credentials`, the same for every command) and the
-    snapshot otherwise (no network attempt without credentials); ``True`` insists on the
-    live device (CredentialsError without credentials); ``False`` always gives the snapshot.
-    A live IBM name need not have a snapshot: the service says whether the account has it.
+    snapshot otherwise (no network attempt without credentials; ``fake_<device>`` is always
+    the snapshot); ``True`` insists on the live device (CredentialsError without
+    credentials); ``False`` always gives the snapshot. A live IBM name need not have a
+    snapshot: the service says whether the account has it.
     """
     key = canonical(name)
     family = family_of(key)
     if family is None:
         raise unknown_device(name)
     module = ibm if family == "ibm" else rigetti
-    if live is None:
-        live = module.has_credentials()
+    if live is None:  # ``fake_<device>`` names the snapshot itself
+        live = not normal(name).startswith("fake_") and module.has_credentials()
     if key not in names() and not (live and family == "ibm"):
         raise unknown_device(name)
     return _load(key, live)
@@ -119,14 +120,15 @@ class DeviceInfo:
     name: str
     num_qubits: int
     lattice: str  # "square lattice", "heavy-hex" or "coupling map"
-    two_qubit_gate: str
+    two_qubit_gate: str  # "-" for a 1-qubit chip
     source: str
 
 
 def describe(name: str) -> DeviceInfo:
     """The snapshot of ``name`` in one row (reads the snapshot; no network)."""
     dt = get_target(name, live=False)
-    return DeviceInfo(dt.name, dt.num_qubits, lattice_kind(dt), dt.two_qubit_gate, dt.source)
+    gate = dt.two_qubit_gate if dt.edges else "-"
+    return DeviceInfo(dt.name, dt.num_qubits, lattice_kind(dt), gate, dt.source)
 
 
 def lattice_kind(dt: DeviceTarget) -> str:

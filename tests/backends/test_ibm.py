@@ -338,9 +338,11 @@ def test_a_retired_or_unknown_live_device_is_one_line_naming_the_usable_ones(
         assert result.exit_code == 1, result.output
         assert result.output.count("\n") == 1, result.output  # one line
         assert why in result.output and usable in result.output, result.output
-    # the device the account has: its live target, from the same service
-    result = CliRunner().invoke(app, ["transpile", bundle, "--target", "ibm_fez", "--out", out])
-    assert result.exit_code == 0 and "live: IBM Quantum ibm_fez" in result.output, result.output
+    # the device the account has: its live target, from the same service; fake_fez: the
+    # snapshot, credentials or not
+    for name, source in (("ibm_fez", "live: IBM Quantum ibm_fez"), ("fake_fez", "FakeFez")):
+        result = CliRunner().invoke(app, ["transpile", bundle, "--target", name, "--out", out])
+        assert result.exit_code == 0 and source in result.output, result.output
 
 
 def test_without_credentials_an_unknown_ibm_name_gets_a_did_you_mean(no_account):
