@@ -2,6 +2,7 @@
 
 catalog.py   every known device by name (`names`, `get_target`, did-you-mean), snapshot
              or live
+naming.py    how every command reads a name, and its did-you-mean (difflib)
 target.py    DeviceTarget (a qiskit Target plus calibration numbers), readout_errors
 lattice.py   square lattice / heavy-hex recognised from the coupling map, qubit positions
 ibm.py       IBM Quantum: fake-backend snapshots, the live target, one credential rule

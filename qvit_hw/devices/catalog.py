@@ -20,12 +20,12 @@ Names are read the same way everywhere (`canonical`: case, spaces and ``-`` do n
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
 from ..errors import TranspileError
-from . import ibm, rigetti
+from . import ibm, naming, rigetti
 from .lattice import lattice_positions
 from .target import DeviceTarget
 
@@ -45,27 +45,13 @@ def ibm_name(fake: str) -> str:
 def canonical(name: str) -> str:
     """A device name as the catalog spells it: `` IBM-Fez`` -> ``ibm_fez``, ``fake_fez`` ->
     ``ibm_fez`` (the snapshot the fake backend simulates)."""
-    key = normal(name)
+    key = naming.normal(name)
     return ibm_name(key) if key.startswith("fake_") else key
 
 
-def normal(name: str) -> str:
-    """Case, surrounding spaces and ``-`` versus ``_`` do not matter in a name."""
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
-    return name.strip().lower().replace("-", "_")
-
-
-def suggestions(name: str, known: tuple[str, ...] | list[str] | None = None) -> list[str]:
-    """Up to two close names (difflib) among ``known`` (default: the catalog), with or
-    without the family prefix typed (``nighthawk`` -> ``ibm_nighthawk``)."""
-    known = list(names() if known is None else known)
-    key = normal(name)
-    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
-    if not close:  # the bare device name: compare it with the names' own stems
-        stems = {k.split("_", 1)[-1]: k for k in known}
-        close = [stems[s] for s in difflib.get_close_matches(key, list(stems), n=2, cutoff=0.6)]
-    return close
+def suggestions(name: str, known: Iterable[str] | None = None) -> list[str]:
+    """Up to two close names among ``known`` (default: the catalog), `naming.suggestions`."""
+    return naming.suggestions(name, names() if known is None else known)
 
 
 def unknown_device(name: str, what: str = "target") -> TranspileError:
@@ -101,7 +87,7 @@ def get_target(name: str, *, live: bool | None = None) -> DeviceTarget:
         raise unknown_device(name)
     module = ibm if family == "ibm" else rigetti
     if live is None:  # ``fake_<device>`` names the snapshot itself
-        live = not normal(name).startswith("fake_") and module.has_credentials()
+        live = not naming.normal(name).startswith("fake_") and module.has_credentials()
     if key not in names() and not (live and family == "ibm"):
         raise unknown_device(name)
     return _load(key, live)

@@ -34,6 +34,7 @@ from ..errors import (
     TranspileError,
     one_line,
 )
+from .naming import suggestions
 from .target import DeviceTarget, from_qiskit_target
 
 RETIRED = {"ibm_brisbane": "2025-11-03"}  # retirement dates the project has checked
@@ -76,9 +77,7 @@ def fake_backend(name: str) -> Any:
     fake = fake_name_of(name)
     classes = fake_device_classes()
     if fake not in classes:
-        from .catalog import suggestions
-
-        raise BackendNotFoundError(name, suggestions(fake, list(classes)))
+        raise BackendNotFoundError(name, suggestions(fake, classes))
     return getattr(fake_provider, classes[fake])()
 
 
