@@ -16,7 +16,7 @@ import time
 from rich.console import Console
 
 from qvit_hw.circuit import bind_values, chain, random_inputs
-from qvit_hw.transpile import TARGETS, compile_qnn, get_target
+from qvit_hw.transpile import compile_qnn, get_target
 from qvit_hw.transpile.compile import OPTIMIZATION_LEVEL, measured_circuit
 from qvit_hw.transpile.layout import Chip, embeddings
 from qvit_hw.transpile.packing import pack
@@ -26,6 +26,8 @@ ROWS = TOKENS * QNNS  # one image
 SAMPLE = 24  # bound circuits transpiled per repeat
 REPEATS = 3
 BIND_TARGETS = ("ibm_brisbane", "ibm_fez", "rigetti_ankaa_3")
+PACK_TARGETS = ("ibm_brisbane", "ibm_torino", "ibm_fez", "ibm_marrakesh", "ibm_nighthawk",
+                "rigetti_ankaa_3", "rigetti_cepheus_1_108q")  # fmt: skip
 
 
 def _timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -127,7 +129,7 @@ def _packing_table(console: Console) -> list[str]:
         "| paths (n = 8) | enumerate (n = 8, ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for target in TARGETS:
+    for target in PACK_TARGETS:
         dt = get_target(target)
         chip = Chip.of(dt)
         ks = {}

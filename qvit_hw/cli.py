@@ -443,8 +443,9 @@ def transpile(
     bundle: str = typer.Argument(..., help="A bundle directory from `qvit-hw export`."),
     target: list[str] = typer.Option(
         ...,
-        help="Device: ibm_brisbane, ibm_torino, ibm_fez, rigetti_ankaa_3, "
-        "rigetti_cepheus_1_108q (repeat for several).",
+        help="Device: ibm_<device> (every device of qiskit-ibm-runtime's fake provider, e.g. "
+        "ibm_fez, ibm_marrakesh, ibm_nighthawk; `qvit-hw devices` lists them), "
+        "rigetti_ankaa_3, rigetti_cepheus_1_108q (repeat for several).",
     ),
     out: str | None = typer.Option(
         None, help="Where transpile_<target>.json (and quil/) go; default: the bundle."
@@ -463,8 +464,9 @@ def transpile(
     ),
 ) -> None:
     """Transpile every QNN of a bundle once per target: depth, 2-qubit gates, SWAPs,
-    layout, estimated success, copies per execution (k, for each packing); JSON, the compiled
-    circuits (QPY, OpenQASM 3, parameter order) and Quil for Rigetti."""
+    layout, estimated success, copies per execution (k, for each packing, against the bound
+    usable qubits // n); JSON, the compiled circuits (QPY, OpenQASM 3, parameter order) and
+    Quil for Rigetti."""
     from .export import load_bundle, qnns
     from .files import check_out_dir
     from .transpile import get_target
@@ -493,7 +495,7 @@ def transpile(
         for col in ("depth", "2q", "SWAPs"):
             table.add_column(col, justify="right")
         table.add_column("layout")
-        for col in ("success", "k", "best/max", "s"):
+        for col in ("success", "k", "best/max/bound", "s"):
             table.add_column(col, justify="right", no_wrap=True)
         for row in report["qnns"]:
             success = row["est_success"]
@@ -502,7 +504,7 @@ def transpile(
                 " ".join(map(str, row["layout"])),
                 "n/a" if success is None else f"{success:.3f}",
                 str(row["copies"]),
-                "/".join(str(row["copies_by_packing"][p]) for p in ("best", "max")),
+                "/".join(str(v) for v in (*row["copies_by_packing"].values(), row["bound"])),
                 f"{row['transpile_seconds']:.2f}",
             )  # fmt: skip
         Console().print(table)
@@ -529,6 +531,27 @@ def backends() -> None:
         status = "available" if info.available else "next release"
         style = None if info.available else "dim"
         table.add_row(info.name, info.description, info.needs, info.options, status, style=style)
+    Console().print(table)
+
+
+@app.command()
+def devices(
+    min_qubits: int = typer.Option(0, help="Only devices with at least this many qubits."),
+) -> None:
+    """List every device the catalog knows (`transpile --target`, `run`, `report`): its
+    qubits, lattice, 2-qubit gate and where its snapshot comes from (source and date)."""
+    from .devices.catalog import describe, names
+
+    table = Table(title="Devices (transpile --target NAME; run --backend fake_<device>)")
+    for col in ("name", "qubits", "lattice", "2q", "snapshot"):
+        table.add_column(col, no_wrap=col != "snapshot")
+    for name in names():
+        info = describe(name)
+        if info.num_qubits >= min_qubits:
+            table.add_row(
+                info.name, str(info.num_qubits), info.lattice, info.two_qubit_gate,
+                info.source.removeprefix("snapshot: "),
+            )  # fmt: skip
     Console().print(table)
 
 

@@ -539,9 +539,9 @@ def plots(
 
 
 def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | None]:
-    """The chip's edges and size for the qubit plot (None for ideal simulators)."""
-    from .devices import TARGETS, from_qiskit_target, get_target
-    from .devices.ibm import fake_backend
+    """The chip's edges and size for the qubit plot (None for ideal simulators): the
+    catalog's snapshot of ``ibm_<device>``, ``fake_<device>``, a Rigetti or Braket QPU."""
+    from .devices import catalog
     from .errors import QvitHwError
 
     try:
@@ -549,12 +549,9 @@ def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | Non
             from .devices.braket import find_device
 
             backend = find_device(backend.removeprefix("braket:")).target or ""
-        for name in (backend, backend.replace("fake_", "ibm_", 1)):
-            if name in TARGETS:
-                dt = get_target(name, live=False)
-                return list(dt.edges), dt.num_qubits
-        if backend.startswith("fake_"):
-            dt = from_qiskit_target(backend, fake_backend(backend).target, "")
+        name = catalog.canonical(backend.partition("?")[0])
+        if name in catalog.names():
+            dt = catalog.get_target(name, live=False)
             return list(dt.edges), dt.num_qubits
     except QvitHwError:
         pass

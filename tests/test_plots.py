@@ -10,8 +10,9 @@ LATTICES = {
     "ibm_brisbane": ("heavy-hex", 15, 13),  # Eagle: x columns, y levels (7 rows + 6 bridges)
     "ibm_torino": ("heavy-hex", 15, 14),  # Heron r1: its last bridges hang below row 7
     "ibm_fez": ("heavy-hex", 16, 15),  # Heron r2: 8 rows of 16
-    "rigetti_ankaa_3": ("grid", 12, 7),
-    "rigetti_cepheus_1_108q": ("grid", 12, 9),
+    "ibm_nighthawk": ("square lattice", 10, 12),  # Nighthawk: 12 rows of 10
+    "rigetti_ankaa_3": ("square lattice", 12, 7),
+    "rigetti_cepheus_1_108q": ("square lattice", 12, 9),
 }
 
 
@@ -38,4 +39,6 @@ def test_the_report_finds_the_chip_behind_every_hardware_name():
 
     assert _coupling_map("braket:ankaa-3")[1] == 84  # Ankaa-3 through Braket: its grid
     assert _coupling_map("fake_brisbane")[1] == _coupling_map("ibm_brisbane")[1] == 127
+    edges, size = _coupling_map("ibm_nighthawk?twirling=all")  # a live name: its snapshot
+    assert size == 120 and lattice_positions(edges, size)[1] == "square lattice"
     assert _coupling_map("braket:local") == _coupling_map("statevector") == (None, None)

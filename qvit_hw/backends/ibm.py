@@ -270,9 +270,8 @@ def open_ibm(name: str, options: BackendOptions) -> IBMRuntimeBackend:
 def _fake_device(name: str) -> Any:
     """The fake snapshot ``ibm_<device>?local=1`` runs on."""
     if fake_name_of(name) not in fake_device_classes():
-        import difflib
+        from ..devices.catalog import names, suggestions
 
-        classes = fake_device_classes()
-        close = difflib.get_close_matches(fake_name_of(name), classes, n=2)
-        raise BackendNotFoundError(name, [f"ibm_{c.removeprefix('fake_')}?local=1" for c in close])
+        close = suggestions(name, [n for n in names() if n.startswith("ibm_")])
+        raise BackendNotFoundError(name, [f"{c}?local=1" for c in close])
     return fake_backend(name)

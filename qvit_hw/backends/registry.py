@@ -9,7 +9,6 @@ BackendNotFoundError with did-you-mean suggestions.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,7 @@ from .base import Backend
 from .options import BackendOptions
 
 DEFAULT_BACKEND = "statevector"
-HARDWARE_EXAMPLES = (
-    "ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_qvm", "braket:local",
-    "braket:ankaa-3",
-)  # fmt: skip
+HARDWARE_EXAMPLES = ("rigetti_qvm", "braket:local", "braket:ankaa-3")
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,7 @@ def backend_infos() -> list[BackendInfo]:
     from ..devices.ibm import fake_device_classes
 
     fakes = list(fake_device_classes())
-    shown = ", ".join(n for n in ("fake_brisbane", "fake_torino", "fake_fez") if n in fakes)
+    shown = ", ".join(n for n in ("fake_fez", "fake_marrakesh", "fake_nighthawk") if n in fakes)
     mock_options = (
         "inner, seed, transient, result_transient, fail, hang, latency, state, max_circuits, "
         "max_shots, max_executions, paid"
@@ -52,7 +48,8 @@ def backend_infos() -> list[BackendInfo]:
         BackendInfo(
             "fake_<device>",
             f"an IBM device snapshot's noise and coupling map (fast exact noisy engine, or "
-            f"Aer); {len(fakes)} devices: {shown}, ...",
+            f"Aer); every device of qiskit-ibm-runtime's fake provider ({len(fakes)}: {shown}, "
+            "...; `qvit-hw devices` lists them)",
             "-",
             "seed, noise=0|1, engine=fast|aer, noise_model=PATH (an Aer NoiseModel's JSON)",
         ),
@@ -111,13 +108,15 @@ def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> Backend:
 
 
 def _factory(base: str) -> Callable[[str, BackendOptions], Backend]:
-    from ..devices.ibm import fake_device_classes
+    from ..devices import catalog, ibm
 
     if base in _LOCAL:
         return _LOCAL[base]
-    if base in fake_device_classes():
+    if base in ibm.fake_device_classes():
         return _fake
     if base.startswith("ibm_"):
+        if base not in catalog.names() and not ibm.has_credentials():  # the service decides
+            raise BackendNotFoundError(base, catalog.suggestions(base))  # with credentials
         return _ibm
     if base.startswith("rigetti_"):
         return _rigetti
@@ -125,8 +124,8 @@ def _factory(base: str) -> Callable[[str, BackendOptions], Backend]:
         return _pennylane
     if base.startswith("braket:"):
         return _braket
-    known = [*_LOCAL, *fake_device_classes(), *HARDWARE_EXAMPLES]
-    raise BackendNotFoundError(base, difflib.get_close_matches(base, known, n=2, cutoff=0.6))
+    known = [*_LOCAL, *ibm.fake_device_classes(), *catalog.names(), *HARDWARE_EXAMPLES]
+    raise BackendNotFoundError(base, catalog.suggestions(base, known))
 
 
 def _statevector(base: str, opts: BackendOptions) -> Backend:

@@ -250,10 +250,11 @@ def _open_qpu(name: str) -> RigettiBackend:
     from ..errors import BackendNotFoundError
 
     if name not in rigetti.RIGETTI_SNAPSHOTS:
-        import difflib
+        from ..devices.catalog import suggestions
 
-        known = [*rigetti.RIGETTI_SNAPSHOTS, "rigetti_qvm"]
-        raise BackendNotFoundError(name, difflib.get_close_matches(name, known, n=2))
+        raise BackendNotFoundError(
+            name, suggestions(name, [*rigetti.RIGETTI_SNAPSHOTS, "rigetti_qvm"])
+        )
     try:
         client = rigetti.qcs_client()  # no network: reads ~/.qcs or the QCS_*_FILE_PATH files
     except CredentialsError as exc:

@@ -17,7 +17,6 @@ error registry tells to retry (`RETRYABLE_CODES`). Permanent: authentication,
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from datetime import date
@@ -35,10 +34,10 @@ from ..errors import (
     TranspileError,
     one_line,
 )
+from .naming import suggestions
 from .target import DeviceTarget, from_qiskit_target
 
-IBM_SNAPSHOTS = {"ibm_brisbane": "FakeBrisbane", "ibm_torino": "FakeTorino", "ibm_fez": "FakeFez"}
-RETIRED = {"ibm_brisbane": "2025-11-03"}
+RETIRED = {"ibm_brisbane": "2025-11-03"}  # retirement dates the project has checked
 IBM_MAX_EXECUTIONS = 10_000_000  # circuits x shots per Sampler job
 # IBM Quantum error code registry: codes whose solution is "retry" or "wait" (internal
 # error, converter / validation / backend / queue hiccups, concurrent-job limit, request
@@ -78,7 +77,7 @@ def fake_backend(name: str) -> Any:
     fake = fake_name_of(name)
     classes = fake_device_classes()
     if fake not in classes:
-        raise BackendNotFoundError(name, difflib.get_close_matches(fake, classes, n=2))
+        raise BackendNotFoundError(name, suggestions(fake, classes))
     return getattr(fake_provider, classes[fake])()
 
 
@@ -94,7 +93,8 @@ def fake_hint(name: str) -> str:
 
 
 def snapshot(name: str) -> DeviceTarget:
-    """The offline snapshot of ``ibm_<device>`` (qiskit-ibm-runtime's fake backend)."""
+    """The offline snapshot of ``ibm_<device>``: the fake backend qiskit-ibm-runtime ships
+    for it (any device of its fake provider), with its calibration date."""
     backend = fake_backend(name)
     props = backend.properties()
     when = props.last_update_date.date().isoformat() if props is not None else "unknown date"
@@ -143,26 +143,37 @@ def connect(name: str) -> Any:
 
 
 def live_device(service: Any, name: str) -> Any:
-    """The live backend ``name``; a device the account cannot see lists those it can."""
+    """The live backend ``name``; a device the account cannot use (the service does not
+    know it, or reports it retired) is one line naming those it can."""
     from qiskit.providers.exceptions import QiskitBackendNotFoundError
 
     try:
-        return service.backend(name)
+        device = service.backend(name)
     except QiskitBackendNotFoundError as exc:
-        try:
-            visible = sorted(b.name for b in service.backends())
-        except Exception:  # listing is a courtesy; the error below stands either way
-            visible = []
-        retired = f" ({name} was retired on {RETIRED[name]})" if name in RETIRED else ""
-        seen = ", ".join(visible) if visible else "none"
-        error = BackendNotFoundError(name, visible)
-        error.args = (
-            f"{name}: this IBM Quantum account cannot see it{retired}; devices it can see: "
-            f"{seen} (use --backend ibm_<one of them>, or {fake_hint(name)} offline)",
-        )
-        raise error from exc
+        raise not_usable(service, name) from exc
     except Exception as exc:
         raise classify(exc, f"{name}: looking up the device") from exc
+    if type(device).__name__ == "IBMRetiredBackend":  # the service knows it, retired
+        raise not_usable(service, name, retired=True)
+    return device
+
+
+def not_usable(service: Any, name: str, *, retired: bool = False) -> BackendNotFoundError:
+    """BackendNotFoundError for a device the account cannot use, naming those it can."""
+    try:
+        usable = sorted(b.name for b in service.backends())
+    except Exception:  # listing is a courtesy; the error stands either way
+        usable = []
+    if name in RETIRED:
+        why = f" ({name} was retired on {RETIRED[name]})"
+    else:
+        why = f" ({name} is retired)" if retired else ""
+    error = BackendNotFoundError(name, usable)
+    error.args = (
+        f"{name}: this IBM Quantum account cannot use it{why}; devices it can use: "
+        f"{', '.join(usable) or 'none'} (or offline: {fake_hint(name)}, transpile --snapshot)",
+    )
+    return error
 
 
 def live_target(name: str) -> DeviceTarget:
@@ -172,10 +183,14 @@ def live_target(name: str) -> DeviceTarget:
         raise CredentialsError(NO_CREDENTIALS.format(name=name, fake=fake_hint(name)))
     service = connect(name)
     try:
-        target = service.backend(name).target
+        # a retired or unknown device: BackendNotFoundError, one line naming the account's
+        target = live_device(service, name).target
+    except BackendNotFoundError:
+        raise
     except Exception as exc:  # the runtime client raises many unrelated types
+        cause = exc.__cause__ if isinstance(exc, BackendError) and exc.__cause__ else exc
         raise TranspileError(
-            f"{name}: could not read the live target ({one_line(exc)}); use the offline "
+            f"{name}: could not read the live target ({one_line(cause)}); use the offline "
             "snapshot with --snapshot (live=False)"
         ) from exc
     return from_qiskit_target(name, target, f"live: IBM Quantum {name}, read {date.today()}")

@@ -1,17 +1,12 @@
 """Devices as qiskit `Target`s, with the calibration numbers that layout choice reads.
 
-Five names are known (`TARGETS`):
-
-- IBM (`ibm`): ``ibm_brisbane`` (Eagle r3 heavy-hex, 127 qubits, ECR; retired on
-  2025-11-03 but kept as the reference heavy-hex snapshot), ``ibm_torino`` (Heron r1, 133
-  qubits, CZ) and ``ibm_fez`` (Heron r2, 156 qubits, CZ), from qiskit-ibm-runtime's fake
-  backends; with IBM Quantum credentials the live backend's target replaces the snapshot.
-- Rigetti (`rigetti`): ``rigetti_ankaa_3`` and ``rigetti_cepheus_1_108q``, from the JSON
-  snapshots in ``data/``; with QCS credentials the live ISA is read through qcs-sdk.
-
-`catalog.get_target` finds them by name. One `DeviceTarget` describes a device everywhere:
-`transpile.compile_qnn` lays out and packs for it, and a backend carries the same object
-in its `BackendTarget`.
+Every device of the catalog (`catalog.names`: IBM's from qiskit-ibm-runtime's fake
+provider, Rigetti's JSON snapshots; live targets with credentials) is one `DeviceTarget`
+everywhere: `transpile.compile_qnn` lays out and packs for it, and a backend carries the
+same object in its `BackendTarget`. Couplers and qubits whose reported error is at least
+`UNUSABLE_ERROR` (IBM marks broken ones with 1.0) are never used; a snapshot whose every
+coupler reads so (FakeKyoto's) holds placeholders, not a calibration, and its 2-qubit
+errors are left out (`from_qiskit_target` says so in ``source``).
 """
 
 from __future__ import annotations
@@ -22,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from qiskit.transpiler import Target
+
+UNUSABLE_ERROR = 0.5
 
 NON_GATES = frozenset(
     {
@@ -68,13 +65,20 @@ def from_qiskit_target(name: str, target: Target, source: str) -> DeviceTarget:
     two_qubit: dict[tuple[int, int], float] = {}
     edges: set[tuple[int, int]] = set()
     for op in basis:
-        if target.operation_from_name(op).num_qubits != 2:
+        if not two_qubit_op(target, op):
             continue
         for qargs, props in target[op].items():
             key = (min(qargs), max(qargs))
             edges.add(key)
             if props is not None and props.error is not None:  # min over directions
                 two_qubit[key] = min(props.error, two_qubit.get(key, float("inf")))
+    if two_qubit and len(two_qubit) == len(edges) and min(two_qubit.values()) >= UNUSABLE_ERROR:
+        target = _without_errors(target, [op for op in basis if two_qubit_op(target, op)])
+        two_qubit = {}
+        source += (
+            f"; every coupler's error reads >= {UNUSABLE_ERROR} (placeholders, not a "
+            "calibration): 2-qubit errors ignored"
+        )
     readout = {q: float(props.error) for q, props in _measure_properties(target)}
     return DeviceTarget(
         name=name,
@@ -86,6 +90,26 @@ def from_qiskit_target(name: str, target: Target, source: str) -> DeviceTarget:
         two_qubit_error={k: float(v) for k, v in sorted(two_qubit.items())},
         source=source,
     )
+
+
+def two_qubit_op(target: Target, name: str) -> bool:
+    return target.operation_from_name(name).num_qubits == 2
+
+
+def _without_errors(target: Target, ops: list[str]) -> Target:
+    """A copy of ``target`` with the errors of ``ops`` unknown (durations kept)."""
+    import copy
+
+    from qiskit.transpiler import InstructionProperties
+
+    out = copy.deepcopy(target)
+    for op in ops:
+        for qargs, props in out[op].items():
+            if props is not None:
+                out.update_instruction_properties(
+                    op, qargs, InstructionProperties(duration=props.duration, error=None)
+                )
+    return out
 
 
 def readout_errors(target: Target | None) -> dict[int, tuple[float, float]]:

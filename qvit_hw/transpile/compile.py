@@ -30,7 +30,7 @@ from ..circuit import QNNSpec, parameter_columns, qiskit_circuit
 from ..devices import DeviceTarget, get_target
 from ..errors import TranspileError
 from .layout import UNUSABLE_ERROR, Candidates, Chip, embeddings, regions
-from .packing import PACKINGS, pack
+from .packing import PACKINGS, pack, with_tiling
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit
@@ -186,10 +186,11 @@ def template_for(
 
 
 def placement_candidates(dt: DeviceTarget, spec: QNNSpec) -> Candidates:
-    """Zero-SWAP embeddings of ``spec`` on ``dt``, or connected regions to route in."""
+    """Zero-SWAP embeddings of ``spec`` on ``dt`` (with the lattice's exact tiling where one
+    is known, `packing.with_tiling`), or connected regions to route in."""
     chip = Chip.of(dt)
     candidates = embeddings(chip, spec)
-    return candidates if len(candidates) else regions(chip, spec)
+    return with_tiling(chip, spec, candidates) if len(candidates) else regions(chip, spec)
 
 
 def copies_by_packing(dt: DeviceTarget, spec: QNNSpec) -> dict[str, int]:

@@ -27,8 +27,10 @@ import numpy as np
 
 from ..circuit import QNNSpec
 from ..devices import DeviceTarget
+from ..devices.lattice import square_lattice_width
+from ..devices.target import UNUSABLE_ERROR
 
-UNUSABLE_ERROR = 0.5
+__all__ = ["UNUSABLE_ERROR", "Candidates", "Chip", "embeddings", "regions"]
 MAX_CANDIDATES = 1_000_000  # beyond this, keep the best-scored partial placements (beam)
 
 
@@ -39,6 +41,7 @@ class Candidates:
     placements: np.ndarray
     scores: np.ndarray
     routed: bool  # True: regions the transpiler routes in; False: exact embeddings
+    tiling: np.ndarray | None = None  # indices of candidates tiling the lattice (`packing`)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -53,6 +56,7 @@ class Chip:
     neighbors: np.ndarray  # (N, D) int, -1 padded
     readout: np.ndarray  # (N,) float
     edge_error: np.ndarray  # (N, N) float, symmetric
+    width: int | None = None  # row width of a square lattice (None: another lattice)
 
     @classmethod
     def of(cls, dt: DeviceTarget) -> Chip:
@@ -73,7 +77,8 @@ class Chip:
         for q in range(n):
             nbrs = np.flatnonzero(adjacent[q])
             neighbors[q, : len(nbrs)] = nbrs
-        return cls(usable, adjacent, neighbors, readout, edge_error)
+        width = square_lattice_width(dt.edges, n)
+        return cls(usable, adjacent, neighbors, readout, edge_error, width)
 
     def score(self, placements: np.ndarray, pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
         """(m, n) placements -> (m,) sum of 2-qubit errors on the pairs + readout errors."""

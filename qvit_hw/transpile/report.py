@@ -22,6 +22,7 @@ from ..devices import DeviceTarget, get_target
 from ..files import write_atomic, write_json
 from .compile import OPTIMIZATION_LEVEL, CompiledQNN, compile_qnn, copies_by_packing
 from .openqasm import DIALECTS, write_compiled
+from .packing import bound
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class QNNRow:
     est_success: float | None  # None: the target has no calibration numbers
     copies: int
     copies_by_packing: dict[str, int]  # k of every packing strategy ("best", "max")
+    bound: int  # what no packing can pass: usable qubits // n
     transpile_seconds: float
     quil: str | None  # relative path of the native Quil file (Rigetti targets)
     compiled: str  # relative path of its template, without suffix (.qpy, .qasm, .json)
@@ -64,6 +66,7 @@ def transpile_report(
         if q.spec not in compiled:
             compiled[q.spec] = compile_qnn(q.spec, dt, seed=seed, packing=packing)
     ks = {spec: copies_by_packing(dt, spec) for spec in compiled}
+    bounds = {spec: bound(dt, spec.n_qubits) for spec in compiled}
     stems = {spec: f"compiled/{dt.name}/spec{i}" for i, spec in enumerate(compiled)}
     for spec, c in compiled.items():
         weights = {q.name: _flat(q.weights) for q in qnns if q.spec == spec}
@@ -89,6 +92,7 @@ def transpile_report(
                 est_success=None if math.isnan(c.est_success) else c.est_success,
                 copies=c.copies,
                 copies_by_packing=ks[q.spec],
+                bound=bounds[q.spec],
                 transpile_seconds=c.transpile_seconds,
                 quil=quil_path,
                 compiled=stems[q.spec],
@@ -106,6 +110,7 @@ def transpile_report(
             {
                 "spec": spec.to_dict(),
                 "copies": c.copies,
+                "bound": bounds[spec],
                 "placements": [list(p) for p in c.placements],
                 "transpile_seconds": c.transpile_seconds,
                 "compiled": stems[spec],

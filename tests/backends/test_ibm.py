@@ -292,10 +292,64 @@ def test_the_live_device_target_and_a_device_the_account_cannot_see(monkeypatch)
     with pytest.raises(BackendNotFoundError) as info:
         get_backend("ibm_brisbane")
     assert str(info.value) == (
-        "ibm_brisbane: this IBM Quantum account cannot see it (ibm_brisbane was retired on "
-        "2025-11-03); devices it can see: ibm_fez, ibm_torino (use --backend ibm_<one of "
-        "them>, or fake_brisbane offline)"
+        "ibm_brisbane: this IBM Quantum account cannot use it (ibm_brisbane was retired on "
+        "2025-11-03); devices it can use: ibm_fez, ibm_torino (or offline: fake_brisbane, "
+        "transpile --snapshot)"
     )
+
+
+@pytest.fixture
+def mocked_account(monkeypatch):
+    """Credentials in the environment and the mocked service (sees ibm_fez, ibm_torino)."""
+    import qvit_hw.devices.catalog as catalog
+
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "token-123")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", "crn:test")
+    monkeypatch.setattr("qiskit_ibm_runtime.QiskitRuntimeService", MockService)
+    catalog._load.cache_clear()
+    yield
+    catalog._load.cache_clear()
+
+
+def test_a_retired_or_unknown_live_device_is_one_line_naming_the_usable_ones(
+    mocked_account, monkeypatch, bundle, tmp_path
+):
+    from qiskit_ibm_runtime.ibm_backend import IBMRetiredBackend
+
+    usable = "devices it can use: ibm_fez, ibm_torino"
+    cases = [
+        ("transpile", "ibm_brisbane", "cannot use it (ibm_brisbane was retired on 2025-11-03)"),
+        ("transpile", "ibm_boston", "ibm_boston: this IBM Quantum account cannot use it;"),
+        ("run", "ibm_boston", "ibm_boston: this IBM Quantum account cannot use it;"),
+    ]
+
+    class Retiring(MockService):  # the service knows ibm_kyoto as a retired backend
+        def backend(self, name):
+            return (
+                IBMRetiredBackend.from_name(name) if name == "ibm_kyoto" else super().backend(name)
+            )
+
+    for command, device, why in [*cases, ("run", "ibm_kyoto", "(ibm_kyoto is retired)")]:
+        if device == "ibm_kyoto":
+            monkeypatch.setattr("qiskit_ibm_runtime.QiskitRuntimeService", Retiring)
+        flag = "--target" if command == "transpile" else "--backend"
+        out = str(tmp_path / f"{command}_{device}")
+        result = CliRunner().invoke(app, [command, bundle, flag, device, "--out", out])
+        assert result.exit_code == 1, result.output
+        assert result.output.count("\n") == 1, result.output  # one line
+        assert why in result.output and usable in result.output, result.output
+    # the device the account has: its live target, from the same service; fake_fez: the
+    # snapshot, credentials or not
+    for name, source in (("ibm_fez", "live: IBM Quantum ibm_fez"), ("fake_fez", "FakeFez")):
+        result = CliRunner().invoke(app, ["transpile", bundle, "--target", name, "--out", out])
+        assert result.exit_code == 0 and source in result.output, result.output
+
+
+def test_without_credentials_an_unknown_ibm_name_gets_a_did_you_mean(no_account):
+    with pytest.raises(BackendNotFoundError, match="did you mean ibm_nighthawk"):
+        get_backend("ibm_nighthwak")
+    with pytest.raises(BackendNotFoundError, match="did you mean ibm_marrakesh"):
+        get_backend("ibm_marakesh?local=1")
 
 
 def test_refused_credentials_never_echo_the_token(monkeypatch):

@@ -21,7 +21,13 @@ def test_names_and_options():
 
 @pytest.mark.parametrize(
     ("name", "suggestion"),
-    [("statevectr", "statevector"), ("fake_brisbne", "fake_brisbane"), ("shot", "shots")],
+    [
+        ("statevectr", "statevector"),
+        ("fake_brisbne", "fake_brisbane"),
+        ("shot", "shots"),
+        ("fake_nighthwak", "fake_nighthawk"),  # every device of the fake provider
+        ("fake_marakesh", "fake_marrakesh"),
+    ],
 )
 def test_unknown_names_suggest_the_closest(name, suggestion):
     with pytest.raises(BackendNotFoundError, match=f"did you mean {suggestion}") as info:

@@ -13,7 +13,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import Statevector
 
 from qvit_hw.circuit import QNNSpec, chain, tree
-from qvit_hw.transpile import TARGETS, CompiledQNN, compile_qnn
+from qvit_hw.transpile import CompiledQNN, compile_qnn
 
 SPECS = {
     "chain4": chain(4),
@@ -33,11 +33,6 @@ def _compiled(spec_id: str, target: str) -> CompiledQNN:
 def compiled() -> Callable[[str, str], CompiledQNN]:
     """compiled(spec_id, target) -> CompiledQNN, each compiled once per session."""
     return _compiled
-
-
-@pytest.fixture(scope="session")
-def targets() -> tuple[str, ...]:
-    return TARGETS
 
 
 def measured_z(circuit: QuantumCircuit) -> np.ndarray:

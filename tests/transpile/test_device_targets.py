@@ -192,3 +192,36 @@ def test_rigetti_with_credentials_reads_the_live_isa(monkeypatch):
     assert dt.two_qubit_error == pytest.approx({(0, 1): 0.01, (1, 2): 0.02})
     assert dt.readout_error == pytest.approx({0: 0.05, 1: 0.04, 2: 0.03})
     assert dt.target["sx"][(2,)].error == pytest.approx(0.001)
+
+
+def test_every_name_spelling_reaches_the_same_snapshot_and_typos_get_a_did_you_mean():
+    assert get_target("fake_nighthawk", live=False).name == "ibm_nighthawk"
+    assert get_target(" IBM-Marrakesh ", live=False).name == "ibm_marrakesh"
+    for typo, meant in (("nighthawk", "ibm_nighthawk"), ("ibm_marakesh", "ibm_marrakesh")):
+        with pytest.raises(TranspileError, match=rf"did you mean {meant}\b.*`qvit-hw devices`"):
+            get_target(typo, live=False)
+
+
+def test_a_snapshot_whose_every_coupler_reads_broken_holds_placeholders():
+    """FakeKyoto gives every ECR coupler error 1.0: not a calibration (the chip ran), so its
+    2-qubit errors are left out, said in the source, and the chip stays usable."""
+    kyoto = get_target("ibm_kyoto", live=False)
+    assert kyoto.two_qubit_error == {} and len(kyoto.edges) == 144
+    assert "placeholders, not a calibration" in kyoto.source
+    assert all(p.error is None for p in kyoto.target["ecr"].values())
+    assert len(kyoto.readout_error) == 127  # the rest of its calibration is kept
+    torino = get_target("ibm_torino", live=False)  # a few broken couplers: still a calibration
+    assert max(torino.two_qubit_error.values()) == 1.0 and "placeholders" not in torino.source
+
+
+def test_cli_devices_lists_the_catalog_with_lattice_and_source():
+    from typer.testing import CliRunner
+
+    from qvit_hw.cli import app
+
+    result = CliRunner().invoke(app, ["devices", "--min-qubits", "120"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert "ibm_nighthawk" in rows and "ibm_kyiv" in rows and "rigetti_ankaa_3" not in rows
+    assert "square lattice" in rows["ibm_nighthawk"] and "120" in rows["ibm_nighthawk"]
+    assert "heavy-hex" in rows["ibm_fez"] and "FakeFez, calibration of 20" in rows["ibm_fez"]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from qvit_hw.circuit import QNNSpec, chain, tree
+from qvit_hw.devices import DeviceTarget, from_qiskit_target
 from qvit_hw.transpile import get_target, packing_factor
 from qvit_hw.transpile.layout import UNUSABLE_ERROR, Chip, embeddings, regions
-from qvit_hw.transpile.packing import pack
+from qvit_hw.transpile.packing import bound, pack, with_tiling
 
 CALIBRATED = ("ibm_brisbane", "ibm_torino", "ibm_fez")
 
@@ -119,6 +120,7 @@ MAX_COUNTS = {  # chain specs, n = 4 / 8: what the min-conflict greedy reaches
     "ibm_brisbane": (26, 13),
     "ibm_torino": (25, 13),
     "ibm_fez": (30, 15),
+    "ibm_nighthawk": (30, 15),  # square lattice: its bound, 120 // n
     "rigetti_ankaa_3": (21, 10),
     "rigetti_cepheus_1_108q": (27, 13),
 }
@@ -136,6 +138,50 @@ def test_packing_max_holds_more_copies_disjoint_and_maximal(target):
         assert not (~np.isin(candidates.placements, placements).any(axis=1)).any()  # maximal
         assert np.all(np.diff(candidates.scores[chosen]) >= 0)  # copy 0 is the best placed
         assert len(pack(candidates, max_copies=5, packing="max")) == 5
+
+
+def square_lattice(rows: int, width: int, missing: tuple[tuple[int, int], ...]) -> DeviceTarget:
+    """An uncalibrated square lattice numbered row by row, without the couplers ``missing``."""
+    from qiskit.circuit import Measure, Parameter
+    from qiskit.circuit.library import CZGate, RZGate, SXGate
+    from qiskit.transpiler import Target
+
+    n = rows * width
+    target = Target(num_qubits=n)
+    for gate in (SXGate(), RZGate(Parameter("t")), Measure()):
+        target.add_instruction(gate, {(q,): None for q in range(n)})
+    couplers = [(q, q + 1) for q in range(n) if (q + 1) % width]
+    couplers += [(q, q + width) for q in range(n - width)]
+    kept = [c for c in couplers if c not in missing]
+    target.add_instruction(CZGate(), {e: None for c in kept for e in (c, c[::-1])})
+    return from_qiskit_target(f"square{rows}x{width}", target, "test lattice")
+
+
+def test_max_tiles_a_square_lattice_where_the_greedy_falls_short():
+    """6 x 6 without two couplers: the min-conflict greedy alone fits 8 chains of 4; a snake
+    through the lattice cut every 4 qubits fits 9, the bound 36 // 4."""
+    dt = square_lattice(6, 6, missing=((27, 28), (0, 6)))
+    chip = Chip.of(dt)
+    assert chip.width == 6
+    plain = embeddings(chip, chain(4))
+    assert len(pack(plain, packing="max")) == 8  # what `max` found before the tiling
+    tiled = with_tiling(chip, chain(4), plain)
+    chosen = tiled.placements[pack(tiled, packing="max")]
+    assert len(chosen) == bound(dt, 4) == 9
+    assert len(np.unique(chosen)) == chosen.size  # disjoint
+    assert all(chip.adjacent[p[i], p[i + 1]] for p in chosen for i in range(3))  # chains
+    assert len(pack(tiled, max_copies=4, packing="max")) == 4
+    assert len(pack(tiled, packing="best")) <= 9  # best-first is unchanged by the tiling
+
+
+@pytest.mark.parametrize(("n", "expected"), [(3, 40), (5, 24), (6, 20), (7, 17)])
+def test_max_reaches_the_bound_on_nighthawk_for_every_chain_length(n, expected):
+    assert packing_factor("ibm_nighthawk", n, packing="max") == expected == 120 // n
+
+
+def test_the_bound_counts_usable_qubits_only():
+    torino = get_target("ibm_torino", live=False)  # one qubit reads out broken
+    assert bound(torino, 4) == (133 - 1) // 4 and bound("rigetti_ankaa_3", 8) == 84 // 8
 
 
 def test_an_unknown_packing_is_refused_naming_it():
