@@ -674,7 +674,8 @@ def run(
         "none",
         help="none, or corrections applied in order, separated by commas: readout "
         "(calibration circuits) or readout-props (backend data), then learned (affine maps per "
-        "physical qubit fitted on rows whose exact answer is known), e.g. readout,learned.",
+        "physical qubit fitted on rows whose exact answer is known), e.g. readout,learned; "
+        "last, fourier fits each QNN's function over every row of the run (readout,fourier).",
     ),
     calibration_rows: int = typer.Option(
         _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."
@@ -765,6 +766,75 @@ def run(
         table.add_row(key, value)
     Console().print(table)
     console.print(f"wrote {out}", highlight=False)
+
+
+@app.command()
+def characterize(
+    bundle: str = typer.Argument(..., metavar="BUNDLE", help="A bundle from `qvit-hw export`."),
+    backend: str = typer.Option(..., help="The device to measure (as for `qvit-hw run`)."),
+    out: str = typer.Option(..., help="Folder of the characterization (surrogate:OUT)."),
+    shots: int = typer.Option(_SCHED.shots, help="Shots per grid point and placement."),
+    mitigate: str = typer.Option(
+        "none", help="Row-level corrections first: readout, readout-props, learned (in order)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Plan it, print jobs, shots and QPU seconds; submit nothing."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue in --out without paying twice."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a characterization."),
+    max_copies: int | None = typer.Option(_SCHED.max_copies, help="At most K packed copies."),
+    packing: str = typer.Option(_SCHED.packing, help="best, max or auto (as for run)."),
+    calibration_rows: int = typer.Option(
+        _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."
+    ),
+    job_size: int | None = typer.Option(_SCHED.job_size, help="At most E executions per job."),
+    max_in_flight: int = typer.Option(_SCHED.max_in_flight, help="Jobs in flight, at most."),
+    poll_interval: float = typer.Option(_SCHED.poll_interval, help="Seconds between polls."),
+    retries: int = typer.Option(_RETRY.attempts, help="Attempts per call on transient errors."),
+    retry_wait: float = typer.Option(_RETRY.initial, help="First backoff in seconds."),
+    seed: int = typer.Option(_SCHED.seed, help="Transpiler seed."),
+) -> None:
+    """Measure a device's function of every QNN of a bundle once: each QNN on the 3^n grid
+    of angles {0, 2pi/3, 4pi/3} on every placement it uses (interpolation then gives its
+    value anywhere). `qvit-hw run BUNDLE --backend surrogate:OUT` then diagnoses any number
+    of images from it with no job submitted."""
+    from .jobs.characterize import CharacterizeOptions, characterize, preview_characterize
+
+    try:
+        options = CharacterizeOptions(
+            bundle=bundle, backend=backend, mitigate=mitigate,
+            scheduler=SchedulerConfig(
+                shots=shots, max_copies=max_copies, packing=packing, job_size=job_size,
+                calibration_rows=calibration_rows, max_in_flight=max_in_flight,
+                poll_interval=poll_interval, seed=seed,
+            ),
+            retry=RetryConfig.waiting(retries, retry_wait),
+        )  # fmt: skip
+        if dry_run:
+            _print_preview(
+                preview_characterize(options),
+                f"characterize {bundle} on {backend} (dry run: nothing submitted)",
+            )
+            return
+        result = characterize(options, out, resume=resume, overwrite=overwrite, console=console)
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished jobs are kept in {out}/journal.sqlite: run the same "
+             "command with --resume to continue", code=130)  # fmt: skip
+    except (QvitHwError, ValueError, OSError) as exc:
+        fail(f"{one_line(exc)}{_resume_hint(exc, out)}")
+    except Exception as exc:
+        fail(f"{type(exc).__name__}: {one_line(exc)}{_resume_hint(exc, out)}")
+    cost = result["cost"]
+    table = Table(title=f"{bundle} measured on {backend}", show_header=False)
+    for key, value in (
+        ("QNNs / rows measured", f"{len(result['qnns'])} / {cost['rows']:,}"),
+        ("executions / shots", f"{cost['executions']:,} / {cost['shots']:,}"),
+        ("jobs (submitted / reused)", f"{cost['jobs']} ({cost['submitted']} / {cost['reused']})"),
+        ("QPU seconds", _qpu_text(cost)),
+    ):
+        table.add_row(key, value)
+    Console().print(table)
+    console.print(f"wrote {out}: run any images with --backend surrogate:{out}", highlight=False)
 
 
 # --- report, demo (qvit_hw.report, qvit_hw.demo) ------------------------------------------

@@ -286,3 +286,26 @@ def ViT(**kwargs: Any) -> VisionTransformer:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def qnns_of(model: VisionTransformer) -> list[tuple[str, QNNSpec, Any]]:
+    """(name as a run records it, spec, weights (P, 2)) of every QNN of the model's (one)
+    QNN layer, read by running the model once on a blank image with a recording executor."""
+    from .errors import RunError
+
+    found: list[tuple[str, QNNSpec, Any]] = []
+
+    def record(spec: QNNSpec, weights: torch.Tensor, angles: torch.Tensor, names=()):
+        layer = len({n.split(".")[0] for n, _, _ in found})
+        w = weights.detach().to(torch.float64).numpy()
+        names = list(names) or [f"qnn{i}" for i in range(len(w))]
+        found.extend((f"block{layer}.{name}", spec, w[i]) for i, name in enumerate(names))
+        b, t, _ = angles.shape
+        return torch.zeros(b, t, len(w), spec.n_qubits, dtype=angles.dtype)
+
+    size = model.config.image_size
+    with torch.no_grad(), model.executor(record):
+        model(torch.zeros(1, 3, size, size))
+    if len({n.split(".")[0] for n, _, _ in found}) != 1:
+        raise RunError("characterize needs a model with one QNN layer")
+    return found

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..errors import BackendNotFoundError
+from ..errors import BackendNotFoundError, PermanentBackendError
 from .base import Backend
 from .options import BackendOptions
 
@@ -54,6 +54,13 @@ def backend_infos() -> list[BackendInfo]:
             "seed, noise=0|1, engine=fast|aer, noise_model=PATH (an Aer NoiseModel's JSON)",
         ),
         BackendInfo("mock", "seeded fault injection around another backend", "-", mock_options),
+        BackendInfo(
+            "surrogate:DIR",
+            "a device measured once by `qvit-hw characterize --out DIR`: every QNN's fitted "
+            "function, evaluated offline (no job submitted)",
+            "-",
+            "device=NAME (refused unless DIR measured it)",
+        ),
         BackendInfo(
             "ibm_<device>",
             "IBM Quantum, SamplerV2 in batch mode (local=1: the fake snapshot, same code path)",
@@ -103,6 +110,8 @@ def parse_name(text: str) -> tuple[str, dict[str, str]]:
 
 def get_backend(name: str = DEFAULT_BACKEND, **options: Any) -> Backend:
     """The backend called ``name``, configured by the name's query string and ``options``."""
+    if isinstance(name, str) and name.strip().lower().startswith("surrogate:"):
+        return _surrogate(name.strip())  # its folder keeps its case
     base, query = parse_name(name)
     return _factory(base)(base, BackendOptions(base, {**query, **options}))
 
@@ -189,3 +198,23 @@ _LOCAL: dict[str, Callable[[str, BackendOptions], Backend]] = {
     "shots": _shots,
     "mock": _mock,
 }
+
+
+def _surrogate(name: str) -> Backend:
+    """``surrogate:DIR`` or ``surrogate:DIR?device=NAME``, on the measured device's target."""
+    from .surrogate import SurrogateBackend, read_characterization
+
+    folder, _, query = name[len("surrogate:") :].partition("?")
+    opts = BackendOptions("surrogate", dict(parse_qsl(query, keep_blank_values=True)))
+    device = opts.str("device", None)
+    opts.done()
+    if not folder:
+        raise ValueError("backend: surrogate:DIR needs the folder `qvit-hw characterize` wrote")
+    record = read_characterization(folder)
+    if device is not None and device != record["device"]:
+        raise PermanentBackendError(
+            f"surrogate:{folder} measured {record['device']}, not {device}: characterize "
+            f"{device} for a surrogate of it"
+        )
+    measured = get_backend(record["backend"])
+    return SurrogateBackend(folder, record, measured.target.device)

@@ -5,7 +5,9 @@ rows of the run (`mitigation.fourier`), then predict again from the fitted value
     standard errors per row  ->  the model's classical layers on them, batch by batch
     (the layer inputs are the recorded angles; no job is submitted)  ->  logits, and per
     image the share of seeded coefficient draws (`DRAWS`, shared by every image, so the
-    images' errors vary together as the fit's do) whose prediction differs
+    images' errors vary together as the fit's do) whose prediction differs; an image whose
+    margin is `SURE` times an upper bound of its standard error away from a tie (every
+    error taken as fully correlated) skips the draws with probability 0
 
 Pure given the recorded rows: a resumed run, whose journal returns the same results,
 fits and predicts the same.
@@ -22,6 +24,7 @@ import torch
 
 from ..errors import RunError
 from ..mitigation.fourier import FourierFit, exact_coefficients, fit_run
+from .adaptive import linearised
 
 if TYPE_CHECKING:
     from ..circuit import QNNSpec
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 DRAWS = 256  # coefficient draws behind each image's flip probability
 DRAW_CHUNK = 32  # draws per forward pass (memory: chunk x batch x heads x tokens^2)
+SURE = 8.0  # images whose margin is this many (upper-bound) standard errors away skip draws
 SEED = 0x5EED  # the draws' seed: part of what makes a run reproducible
 
 
@@ -71,11 +75,13 @@ def refit(
     batches: list[tuple[np.ndarray, LogitsOf]],
     draws: int = DRAWS,
     seed: int = SEED,
+    fit: FourierFit | None = None,
 ) -> Refit:
     """Fit every QNN over the executor's recorded rows and predict each batch again.
 
     ``batches``: per batch, its image ids and the model's logits as a function of its one
-    QNN layer's values (`run._logits_of`); ``specs``: QNN name -> (spec, weights)."""
+    QNN layer's values (`run._logits_of`); ``specs``: QNN name -> (spec, weights); ``fit``:
+    a fit made before (a characterization's, for `surrogate:`) instead of fitting these rows."""
     rows = executor.rows()
     names = [str(n) for n in rows["names"]]
     if (rows["layer"] != 0).any():
@@ -83,9 +89,9 @@ def refit(
             "--mitigate fourier needs a model with one QNN layer (its fit replaces the "
             "layer's values after every batch); run this model without fourier"
         )
-    fit = fit_run(
-        {k: s for k, (s, _) in specs.items()}, {**rows, "estimate": rows["estimate_linear"]}, names
-    )
+    if fit is None:
+        linear = {**rows, "estimate": rows["estimate_linear"]}
+        fit = fit_run({k: s for k, (s, _) in specs.items()}, linear, names)
     z, se = np.empty_like(rows["estimate"]), np.empty_like(rows["stderr"])
     order = []  # per QNN: its rows sorted by (image, token)
     for q, name in enumerate(names):
@@ -100,22 +106,32 @@ def refit(
         b = len(images)
         pick = [idx[np.isin(rows["image"][idx], images)] for idx in order]  # per QNN
         values = np.stack([out.z[i] for i in pick], axis=1).reshape(b, tokens, len(names), n)
-        local = np.arange(b)
+        spread = np.stack([se[i] for i in pick], axis=1).reshape(values.shape)
+        pred, _, margin, grad = linearised(logits_of, values, spread, np.arange(b))
+        # the margin's stderr is at most sum |grad| x stderr (every error fully correlated):
+        # images this bound puts `SURE` standard errors from a tie keep flip probability 0
+        bound = (np.abs(grad) * spread).reshape(b, -1).sum(axis=1)
+        unsure = np.flatnonzero(np.abs(margin) < SURE * bound)
         with torch.no_grad():
-            logits = logits_of(torch.from_numpy(values)[None], local)[0].double()
-            pred = logits.argmax(-1).numpy()
-            drawn = np.stack(
-                [
-                    fit.draws(name, rows["angles"][i], rows["qubits"][i], draws, seed)
-                    for name, i in zip(names, pick, strict=True)
-                ],
-                axis=2,
-            )  # (M, b*T, Q, n)
-            drawn = np.clip(drawn, -1.0, 1.0).reshape(draws, b, tokens, len(names), n)
-            other = np.zeros(b)
+            logits = logits_of(torch.from_numpy(values)[None], np.arange(b))[0].double()
+        flip = np.zeros(b)
+        if len(unsure):
+            rows_of = [i.reshape(b, tokens)[unsure].reshape(-1) for i in pick]
+            other = np.zeros(len(unsure))
             for a in range(0, draws, DRAW_CHUNK):
-                moved = logits_of(torch.from_numpy(drawn[a : a + DRAW_CHUNK]), local)
-                other += (moved.argmax(-1).numpy() != pred).sum(axis=0)
+                part = slice(a, min(a + DRAW_CHUNK, draws))
+                drawn = np.stack(
+                    [
+                        fit.draws(name, rows["angles"][i], rows["qubits"][i], draws, seed, part)
+                        for name, i in zip(names, rows_of, strict=True)
+                    ],
+                    axis=2,
+                )  # (m, u*T, Q, n)
+                drawn = np.clip(drawn, -1.0, 1.0).reshape(-1, len(unsure), tokens, len(names), n)
+                with torch.no_grad():
+                    moved = logits_of(torch.from_numpy(drawn), unsure).argmax(-1).numpy()
+                other += (moved != pred[unsure]).sum(axis=0)
+            flip[unsure] = other / draws
         out.logits.append(logits)
-        out.flip.append(other / draws)
+        out.flip.append(flip)
     return out

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,7 +184,12 @@ def run_bundle(
         _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
+    options = _for_surrogate(options, backend)
     model, data, norm = load_inputs(options)
+    if hasattr(backend, "check_model"):
+        from ..model import qnns_of
+
+        backend.check_model(qnns_of(model))
     if confirm is not None and backend.paid:
         from .preview import preview
 
@@ -209,6 +214,23 @@ def run_bundle(
         if created and not (out / RUN_FILE).exists():  # nothing started: leave nothing
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _for_surrogate(options: RunOptions, backend: Any) -> RunOptions:
+    """A `surrogate:` backend's rows go where the characterization measured them: its
+    packing options replace the run's; its values are fitted already (no --mitigate)."""
+    packing = getattr(backend, "packing", None)
+    if packing is None or not hasattr(backend, "fit"):
+        return options
+    if parse_mitigation(options.mitigate):
+        raise ValueError(
+            f"--mitigate: {backend.name} gives fitted values (measured with "
+            f"{'+'.join(backend.record['mitigate']) or 'no'} mitigation); run it with "
+            "--mitigate none"
+        )
+    if options.adaptive is not None:
+        raise ValueError(f"--shots auto: {backend.name} takes no shots; leave --shots out")
+    return replace(options, scheduler=replace(options.scheduler, **packing))
 
 
 def _run_locked(
@@ -253,7 +275,9 @@ def _run_locked(
             with _signals_as_interrupts(), progress if progress is not None else nullcontext():
                 inferred = _infer(
                     model, data, norm, executor, options.batch_size, progress,
-                    len(runner.mitigation), options.adaptive, "fourier" in runner.mitigation,
+                    len(runner.mitigation), options.adaptive,
+                    "fourier" in runner.mitigation or hasattr(backend, "fit"),
+                    getattr(backend, "fit", None),
                 )  # fmt: skip
             wall = time.perf_counter() - start
             return _finish(out, settings, data, executor, runner, journal, inferred, wall)
@@ -319,6 +343,7 @@ def _infer(
     corrections: int = 0,
     adaptive: AdaptiveConfig | None = None,
     fourier: bool = False,
+    fit: Any = None,
 ) -> Inferred:
     """Logits per batch through the backend (the executor) and through the exact model;
     with ``adaptive``, after its rounds of shots (`adaptive.refine`); per image, the
@@ -378,7 +403,7 @@ def _infer(
         if task is not None:
             progress.advance(task, len(x))
     if fourier:
-        result.refit = refit(executor, specs, second_pass)
+        result.refit = refit(executor, specs, second_pass, fit=fit)
         result.logits, result.flip = result.refit.logits, result.refit.flip
     return result
 

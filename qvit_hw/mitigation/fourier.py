@@ -33,6 +33,7 @@ which the run pushes through the model's classical rest for flip probabilities.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,12 +243,19 @@ class FourierFit:
         return z, se
 
     def draws(
-        self, name: str, angles: np.ndarray, qubits: np.ndarray, m: int, seed: int
+        self,
+        name: str,
+        angles: np.ndarray,
+        qubits: np.ndarray,
+        m: int,
+        seed: int,
+        part: slice = slice(None),
     ) -> np.ndarray:
-        """``m`` joint draws of the fitted values of these rows: (m, N, n). The coefficient
-        draws are made once per group (seeded by ``seed``) and shared by every call, so
-        the rows of different images vary together as the fit's errors do."""
-        out = np.empty((m, *angles.shape))
+        """Draws ``part`` of ``m`` joint draws of the fitted values of these rows:
+        (len(part), N, n). The ``m`` coefficient draws are made once per group (seeded by
+        ``seed``) and shared by every call, so the rows of different images vary together
+        as the fit's errors do."""
+        out = np.empty((angles.shape[1], len(range(m)[part]), len(angles)))  # (n, m', N)
         for i, fit in enumerate(self.outputs[name]):
             xc = angles[:, list(fit.cone)]
             for placement, rows in _by_placement(qubits[:, i : i + 1], fit.pooled):
@@ -256,8 +264,8 @@ class FourierFit:
                 if key not in self._draws or self._draws[key].shape[1] != m:
                     rng = np.random.default_rng([seed, *_digest(key)])
                     self._draws[key] = group.draws(m, rng)
-                out[:, rows, i] = group.drawn_at(xc[rows], self._draws[key]).T
-        return out
+                out[i][:, rows] = group.drawn_at(xc[rows], self._draws[key][:, part]).T
+        return out.transpose(1, 2, 0)
 
     def summary(self) -> dict[str, Any]:
         """Per QNN and output: cone, terms, groups, pooling and dispersion (JSON)."""
@@ -522,3 +530,54 @@ def exact_coefficients(spec: QNNSpec, weights: np.ndarray) -> list[np.ndarray]:
         z = expectations(spec, torch.from_numpy(x), torch.from_numpy(np.asarray(weights)))
         out.append(grid_coefficients(z[:, i].double().numpy()))
     return out
+
+
+def save_fit(fit: FourierFit, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A grid fit as arrays (surrogate.npz): per QNN its spec and weights; per output its
+    cone and pooling; per group the cells' means and variances (``y|name|i|group``,
+    ``v|...``), with the coefficients and their standard errors for readers."""
+    out: dict[str, np.ndarray] = {"names": np.array(list(fit.outputs))}
+    for name, outputs in fit.outputs.items():
+        out[f"spec|{name}"] = np.array(json.dumps(fit.spec[name].to_dict()))
+        out[f"weights|{name}"] = np.asarray(weights[name], dtype=np.float64)
+        for i, o in enumerate(outputs):
+            out[f"cone|{name}|{i}"] = np.array(o.cone)
+            out[f"pooled|{name}|{i}"] = np.array(o.pooled)
+            out[f"reason|{name}|{i}"] = np.array(o.reason)
+            for key, g in o.groups.items():
+                group = ",".join(map(str, key)) or "all"
+                out[f"y|{name}|{i}|{group}"] = g.y
+                out[f"v|{name}|{i}|{group}"] = g.v
+                out[f"rows|{name}|{i}|{group}"] = np.array(g.rows)
+                out[f"coef|{name}|{i}|{group}"] = g.coef
+                out[f"se|{name}|{i}|{group}"] = g.coef_stderr()
+    return out
+
+
+def load_fit(arrays: Any) -> tuple[FourierFit, dict[str, np.ndarray]]:
+    """`save_fit`'s arrays -> (FourierFit, QNN weights by name)."""
+    specs, outputs, weights = {}, {}, {}
+    for name in (str(n) for n in arrays["names"]):
+        spec = QNNSpec.from_dict(json.loads(str(arrays[f"spec|{name}"])))
+        specs[name], weights[name] = spec, np.asarray(arrays[f"weights|{name}"])
+        fits = []
+        for i in range(spec.n_qubits):
+            prefix = f"y|{name}|{i}|"
+            groups = {}
+            for key in (k for k in arrays if k.startswith(prefix)):
+                group = key[len(prefix) :]
+                placement = () if group == "all" else tuple(int(q) for q in group.split(","))
+                groups[placement] = GridFit(
+                    np.asarray(arrays[key]), np.asarray(arrays[f"v|{name}|{i}|{group}"]),
+                    int(arrays[f"rows|{name}|{i}|{group}"]),
+                )  # fmt: skip
+            fits.append(
+                OutputFit(
+                    tuple(int(q) for q in arrays[f"cone|{name}|{i}"]),
+                    groups,
+                    bool(arrays[f"pooled|{name}|{i}"]),
+                    str(arrays[f"reason|{name}|{i}"]),
+                )
+            )
+        outputs[name] = fits
+    return FourierFit(specs, outputs), weights
