@@ -46,9 +46,10 @@ from ..circuit import QNNSpec
 
 MIN_ROWS_PER_TERM = 3  # a placement is fitted on its own only with this many rows per term
 POOL_P = 1e-3  # placements are fitted apart where pooling them is rejected at this level
-IRLS_STEPS = 3  # reweighting passes after the first, shots-weighted fit
+IRLS_STEPS = 1  # reweighting passes after the first, shots-weighted fit (one suffices:
+# the weights depend on the fitted value only, which the first fit already has to 1e-3)
 MIN_DOF = 30  # residual degrees of freedom below which phi is taken as 1
-CHUNK = 4096  # rows per block when forming normal equations
+CHUNK_VALUES = 2**24  # rows x terms per block when forming normal equations (128 MB)
 
 
 def light_cone(spec: QNNSpec, output: int) -> tuple[int, ...]:
@@ -119,9 +120,10 @@ class GroupFit:
     def stderr(self, f: np.ndarray) -> np.ndarray:
         """sqrt(f' C f) per row of features f (N, p), C = phi (R' R)^-1."""
         out = np.empty(len(f))
-        for a in range(0, len(f), CHUNK):
-            v = solve_triangular(self.chol, f[a : a + CHUNK].T, trans="T")  # (p, c)
-            out[a : a + CHUNK] = np.sqrt(self.phi * (v * v).sum(axis=0))
+        chunk = max(1024, CHUNK_VALUES // len(self.coef))
+        for a in range(0, len(f), chunk):
+            v = solve_triangular(self.chol, f[a : a + chunk].T, trans="T")  # (p, c)
+            out[a : a + chunk] = np.sqrt(self.phi * (v * v).sum(axis=0))
         return out
 
     def draws(self, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -496,15 +498,16 @@ def _solve(
     p = f.shape[1]
     if len(f) < p:
         raise ValueError(f"the fit needs at least {p} rows for {p} terms, got {len(f)}")
+    chunk = max(1024, CHUNK_VALUES // p)
     rhs = np.zeros(p)
-    for a in range(0, len(f), CHUNK):
-        rhs += (f[a : a + CHUNK] * w[a : a + CHUNK, None]).T @ z[a : a + CHUNK]
+    for a in range(0, len(f), chunk):
+        rhs += (f[a : a + chunk] * w[a : a + chunk, None]).T @ z[a : a + chunk]
     if cache is not None and key in cache:
         factor, scale = cache[key]
     else:
         normal = np.zeros((p, p))
-        for a in range(0, len(f), CHUNK):
-            normal += (f[a : a + CHUNK] * w[a : a + CHUNK, None]).T @ f[a : a + CHUNK]
+        for a in range(0, len(f), chunk):
+            normal += (f[a : a + chunk] * w[a : a + chunk, None]).T @ f[a : a + chunk]
         scale = np.sqrt(np.diag(normal)) + 1e-300
         jitter = 1e-12 * np.eye(p)  # guards a nearly singular design; exact fits keep 1e-9
         factor = cho_factor(normal / scale / scale[:, None] + jitter, lower=False)

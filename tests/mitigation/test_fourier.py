@@ -73,24 +73,26 @@ def sampled(z: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_on_sampled_rows_fitted_values_are_honest_and_far_more_precise():
-    """1,000 shots per row: fitted values' z-scores against exact have sd within 10 % of 1,
-    and their error is a small fraction of a row's own (81 terms from 4,000 rows)."""
-    spec, rng = chain(4), np.random.default_rng(1)
-    w = rng.uniform(-np.pi, np.pi, spec.weight_shape)
-    x = rng.uniform(-np.pi, np.pi, (4000, 4))
-    z = exact_z(spec, x, w)
-    shots = np.full(len(x), 1000)
-    y = sampled(z, 1000, rng)
-    se = np.sqrt((1 - y**2) / 1000)
-    fits = fit_outputs(spec, x, y, se, shots, np.zeros(z.shape, int))
+    """1,000 shots per row: fitted values' z-scores against exact have sd within 10 % of 1
+    (pooled over 4 QNNs: one fit's z-scores share 81 coefficients, so one fit alone moves
+    by about 8 %), and their error is a small fraction of a row's own."""
+    spec = chain(4)
     zs = []
-    for i, fit in enumerate(fits):
-        g = fit.groups[()]
-        f = features(x[:, list(fit.cone)])
-        err = g.values(f) - z[:, i]
-        zs.append(err / g.stderr(f))
-        assert np.abs(err).mean() < 0.25 * np.abs(y[:, i] - z[:, i]).mean()
-        assert 0.8 < g.phi < 1.2  # the variance model fits shot noise
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        w = rng.uniform(-np.pi, np.pi, spec.weight_shape)
+        x = rng.uniform(-np.pi, np.pi, (4000, 4))
+        z = exact_z(spec, x, w)
+        y = sampled(z, 1000, rng)
+        se = np.sqrt((1 - y**2) / 1000)
+        fits = fit_outputs(spec, x, y, se, np.full(len(x), 1000), np.zeros(z.shape, int))
+        for i, fit in enumerate(fits):
+            g = fit.groups[()]
+            f = features(x[:, list(fit.cone)])
+            err = g.values(f) - z[:, i]
+            zs.append(err / g.stderr(f))
+            assert np.abs(err).mean() < 0.25 * np.abs(y[:, i] - z[:, i]).mean()
+            assert 0.8 < g.phi < 1.2  # the variance model fits shot noise
     assert 0.9 < np.concatenate(zs).std() < 1.1
 
 
