@@ -65,6 +65,8 @@ class FakeDeviceBackend(LocalBackend):
     ``engine``: ``"fast"`` (the exact noisy engine, then sampling) or ``"aer"``.
     ``noise_model``: a qiskit_aer `NoiseModel`, or the path of one saved as JSON, used in
     place of the device's (None: the device's); do not change a model once it is given.
+    ``exact``: return each row's exact noisy <Z> (the fast engine's outcome probabilities,
+    no shots drawn): the value a device's fit should converge to.
     """
 
     def __init__(
@@ -75,10 +77,14 @@ class FakeDeviceBackend(LocalBackend):
         noise: bool = True,
         engine: str = "fast",
         noise_model: Any = None,
+        exact: bool = False,
     ) -> None:
         self.seed = int(seed)
+        self.exact = bool(exact)
         self.noise = bool(noise)
         self.engine = parse_engine(engine, f"backend {name}: option engine")
+        if self.exact and self.engine != "fast":
+            raise ValueError(f"backend {name}: exact=1 needs the fast engine, not {engine}")
         self._user_model: Any = None
         self._user_digest: str | None = None
         if noise_model is not None:
@@ -109,6 +115,7 @@ class FakeDeviceBackend(LocalBackend):
             "noise": self.noise,
             "engine": self.engine,
             "noise_model": self.noise_model_id,
+            **({"exact": True} if self.exact else {}),
         }
 
     @property
@@ -199,6 +206,7 @@ class FakeDeviceBackend(LocalBackend):
         copies, templates = self._copies(pub.circuit), self._templates(pub.circuit)
         width = pub.circuit.num_clbits
         ones = np.zeros((pub.rows, width), dtype=np.int64)
+        exact_z = np.zeros((pub.rows, width))
         rows = min(SAMPLE_ROWS, pub.rows)  # raw shots kept for the fidelity report
         samples = np.zeros((rows, min(pub.shots, SAMPLE_SHOTS), width), np.uint8)
         rng = np.random.default_rng(pub_seed(self.seed, pub))
@@ -215,9 +223,16 @@ class FakeDeviceBackend(LocalBackend):
                 raise PermanentBackendError(
                     f"{self.name}: the fast noisy engine failed: {one_line(exc)}"
                 ) from exc
+            if self.exact:
+                k = len(cp.clbits)
+                signs = 1 - 2 * ((np.arange(2**k)[:, None] >> np.arange(k)) & 1)  # (2^k, k)
+                exact_z[:, cp.clbits] = np.asarray(probs) @ signs
+                continue
             local, bits = sample_counts(probs, pub.shots, rng)
             ones[:, cp.clbits] = local
             samples[:, :, cp.clbits] = bits
+        if self.exact:
+            return PubResult(exact_z, 0)
         return PubResult.from_ones(ones, pub.shots, samples)
 
     def _run_aer(self, pub: Pub) -> PubResult:

@@ -51,7 +51,8 @@ def backend_infos() -> list[BackendInfo]:
             f"Aer); every device of qiskit-ibm-runtime's fake provider ({len(fakes)}: {shown}, "
             "...; `qvit-hw devices` lists them)",
             "-",
-            "seed, noise=0|1, engine=fast|aer, noise_model=PATH (an Aer NoiseModel's JSON)",
+            "seed, noise=0|1, engine=fast|aer, noise_model=PATH (an Aer NoiseModel's JSON), "
+            "exact=1 (exact noisy <Z>, no shots)",
         ),
         BackendInfo("mock", "seeded fault injection around another backend", "-", mock_options),
         BackendInfo(
@@ -158,8 +159,11 @@ def _fake(base: str, opts: BackendOptions) -> Backend:
     seed, noise = opts.int("seed", 0), opts.bool("noise", True)
     engine = opts.raw("engine", "fast")  # fast | aer; FakeDeviceBackend names the option
     noise_model = opts.raw("noise_model")  # a path (or, as a keyword, a NoiseModel)
+    exact = opts.bool("exact", False)
     opts.done()
-    return FakeDeviceBackend(base, seed=seed, noise=noise, engine=engine, noise_model=noise_model)
+    return FakeDeviceBackend(
+        base, seed=seed, noise=noise, engine=engine, noise_model=noise_model, exact=exact
+    )
 
 
 def _mock(base: str, opts: BackendOptions) -> Backend:

@@ -293,3 +293,25 @@ def test_what_the_fast_engine_cannot_simulate_is_a_permanent_error_and_aer_runs_
     (result,) = aer.result(aer.submit([pub])).pubs
     bits = result.sample_bits()[0]  # GHZ: mostly all zeros or all ones
     assert np.mean((bits.sum(axis=1) == 0) | (bits.sum(axis=1) == 11)) > 0.5
+
+
+def test_exact_mode_gives_the_noisy_expectations_that_shots_sample():
+    """fake_<device>?exact=1: each row's exact noisy <Z> (no shots), what 4,000 shots of the
+    same rows scatter around with z-scores of sd ~1 and mean ~0 (800 values)."""
+    import numpy as np
+
+    from qvit_hw.backends import get_backend
+    from qvit_hw.circuit import chain
+    from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
+
+    rng = np.random.default_rng(0)
+    spec = chain(4)
+    call = QNNCall("q", spec, rng.uniform(-3, 3, spec.weight_shape), rng.uniform(-3, 3, (200, 4)))
+    config = SchedulerConfig(max_copies=1, shots=4000)
+    exact = QNNRunner(get_backend("fake_brisbane?exact=1"), config).run([call])[0]
+    shots = QNNRunner(get_backend("fake_brisbane"), config).run([call])[0]
+    assert (exact.shots == 0).all() and (exact.stderr == 0).all()
+    z = (shots.z - exact.z) / shots.stderr
+    assert 0.9 < z.std() < 1.1 and abs(z.mean()) < 4 / np.sqrt(z.size)
+    ideal = QNNRunner(get_backend("fake_brisbane?noise=0&exact=1"), config).run([call])[0]
+    assert np.abs(exact.z - ideal.z).mean() > 0.01  # the noise is in it
