@@ -27,6 +27,7 @@ SECTIONS = [
     "bench.noisy",
     "bench.mitigation",
     "bench.adaptive",
+    "bench.fourier",
 ]
 OUT = Path(__file__).with_name("RESULTS.md")
 PARTS = Path(__file__).with_name("results")

@@ -56,7 +56,7 @@ def test_flip_probabilities_come_from_coefficient_draws(runs):
     with (runs["fit"] / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     flip = np.array([float(r["flip_probability"]) for r in rows])
-    assert ((flip * 256) % 1 == 0).all()  # shares of 256 seeded draws
+    assert np.allclose(flip * 256, np.round(flip * 256), atol=1e-3)  # shares of 256 draws
     assert (flip <= 1).all() and flip.sum() > 0
 
 
