@@ -228,3 +228,41 @@ def shots_plot(rounds: list[dict[str, Any]], shots_per_row: np.ndarray) -> bytes
     right.set_ylabel("rows")
     right.set_yscale("log")
     return _png(fig)
+
+
+def spectrum_plot(spectra: list[dict[str, Any]]) -> bytes:
+    """Per QNN, the device's Fourier spectrum beside the ideal circuit's: the root of the
+    summed squared coefficients of each frequency weight (how many angles a term depends
+    on), over the QNN's outputs; ``spectra``: [{"qnn", "device" (W,), "exact" (W,)}]."""
+    cols = min(3, len(spectra))
+    rows = -(-len(spectra) // cols)
+    fig, first = _figure(4.2 * cols, 3.0 * rows)
+    first.remove()
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, s in zip(axes, spectra, strict=False):
+        weights = np.arange(len(s["exact"]))
+        ax.bar(weights - 0.2, s["exact"], 0.4, label="ideal circuit")
+        ax.bar(weights + 0.2, s["device"], 0.4, label="device (fitted)")
+        ax.set_yscale("log")
+        ax.set_title(s["qnn"], fontsize=9)
+        ax.set_xticks(weights)
+        ax.set_xlabel("frequency weight")
+    for ax in axes[len(spectra) :]:
+        ax.remove()
+    axes[0].set_ylabel("coefficient norm")
+    axes[0].legend(fontsize=8)
+    return _png(fig)
+
+
+def agreement_cost_plot(points: list[dict[str, Any]], unit: str) -> bytes:
+    """Agreement with the exact model against what the run spent (QPU seconds, or shots
+    where the device gives no durations): one point per correction stage (same cost) and
+    one per adaptive round; ``points``: [{"label", "cost", "agreement"}]."""
+    fig, ax = _figure(6.4, 4.0)
+    for p in points:
+        ax.plot(p["cost"], 100 * p["agreement"], "o")
+        ax.annotate(p["label"], (p["cost"], 100 * p["agreement"]), fontsize=8,
+                    xytext=(4, 2), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(unit)
+    ax.set_ylabel("agreement with the exact model (%)")
+    return _png(fig)

@@ -42,6 +42,7 @@ from .errors import DataError, one_line
 from .files import check_out_dir, write_atomic
 from .jobs.executor import ROW_FIELDS
 from .plots import (
+    agreement_cost_plot,
     chip_plot,
     confusion_plot,
     error_histogram,
@@ -50,6 +51,7 @@ from .plots import (
     png_data_uri,
     scatter_plot,
     shots_plot,
+    spectrum_plot,
 )
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
@@ -72,6 +74,7 @@ class RunData:
     histograms: dict[str, np.ndarray] | None  # histograms.npz: row, counts, exact
     shots_used: np.ndarray  # (N,) shots spent on each image's rows
     flip_probability: np.ndarray  # (N,) probability that noise changed the prediction
+    fourier: dict[str, np.ndarray] | None = None  # fourier.npz (--mitigate ...,fourier)
 
     @property
     def name(self) -> str:
@@ -148,7 +151,15 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
     if (path / "histograms.npz").exists():
         histograms = _read_npz(path / "histograms.npz", HISTOGRAM_FIELDS)
         _check_histograms(histograms, rows, path / "histograms.npz")
-    data = RunData(path=path, run=run, cost=cost, rows=rows, histograms=histograms, **table)
+    fourier = None
+    if (path / "fourier.npz").is_file():
+        try:
+            with np.load(path / "fourier.npz") as f:
+                fourier = {k: f[k] for k in f.files}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path / 'fourier.npz'} is unreadable; {_AGAIN}") from exc
+    data = RunData(path=path, run=run, cost=cost, rows=rows, histograms=histograms,
+                   fourier=fourier, **table)  # fmt: skip
     _check_summary(data, run_file)
     _check_outputs(path, run.get("outputs"))  # last: what parses may still have been edited
     return data
@@ -482,6 +493,8 @@ def compute(data: RunData) -> dict[str, Any]:
             ).tolist(),
         },
         "cost": {k: data.cost.get(k) for k in keys},
+        # --mitigate ...,fourier: per QNN, coefficient norm by frequency weight
+        "fourier_spectrum": fourier_spectra(data.fourier) or None,
         # every correction's effect, side by side (raw, readout, readout+learned, ...)
         "corrections": [
             {k: _plain(v) if isinstance(v, float) else v for k, v in stage.items()}
@@ -527,6 +540,13 @@ def plots(
     if isinstance(adaptive, dict) and adaptive.get("rounds"):
         out.append(("Adaptive shots: agreement vs shots spent, shots per row",
                     shots_plot(adaptive["rounds"], r["shots"])))  # fmt: skip
+    spectra = fourier_spectra(data.fourier)
+    if spectra:
+        out.append(("Fourier spectrum per QNN: device vs ideal circuit (determined terms)",
+                    spectrum_plot(spectra)))  # fmt: skip
+    points, unit = agreement_points(data)
+    if points:
+        out.append(("Agreement vs what the run spent", agreement_cost_plot(points, unit)))
     out.append(
         (
             "Predictions: exact model vs backend",
@@ -536,6 +556,77 @@ def plots(
         )
     )
     return out
+
+
+SPECTRUM_SE = 0.05  # coefficients with a larger standard error are left out of the spectrum
+
+
+def fourier_spectra(arrays: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
+    """Per QNN of fourier.npz: the norm of its coefficients by frequency weight, summed over
+    outputs and averaged over placement groups, for the device and the ideal circuit, over
+    the terms the run determines (standard error below `SPECTRUM_SE`: a run's token angles
+    cover a small part of the torus, so many of a wide cone's coefficients are free while
+    the fitted values on the run's rows are not; a characterization's grid determines
+    them all). Returns [{"qnn", "device", "exact", "terms"}]."""
+    from .mitigation.fourier import term_weights
+
+    if not arrays:
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in arrays.items():
+        kind, name, *rest = key.split("|")
+        if kind != "coef":
+            continue
+        i, group = rest
+        width = len(arrays[f"cone|{name}|{i}"])
+        known = np.asarray(arrays[f"se|{name}|{i}|{group}"]) < SPECTRUM_SE
+        weights = term_weights(width)
+        entry = out.setdefault(name, {"qnn": name, "device": {}, "exact": {}, "terms": 0})
+        size = 1 + width
+        device = np.bincount(weights[known], weights=np.asarray(value)[known] ** 2,
+                             minlength=size)  # fmt: skip
+        exact = np.bincount(weights[known], weights=np.asarray(arrays[f"exact|{name}|{i}"])[known]
+                            ** 2, minlength=size)  # fmt: skip
+        entry["device"].setdefault(i, []).append(device)
+        entry["exact"].setdefault(i, []).append(exact)
+        entry["terms"] += int(known.sum())
+    spectra = []
+    for entry in out.values():
+        size = max(len(p) for ps in entry["device"].values() for p in ps)
+
+        def total(parts: dict[str, list[np.ndarray]], size: int = size) -> list[float]:
+            acc = np.zeros(size)
+            for ps in parts.values():  # per output: the mean over placement groups
+                acc += np.mean([np.pad(p, (0, size - len(p))) for p in ps], axis=0)
+            return np.sqrt(acc).tolist()
+
+        if entry["terms"]:
+            spectra.append({"qnn": entry["qnn"], "device": total(entry["device"]),
+                            "exact": total(entry["exact"]), "terms": entry["terms"]})  # fmt: skip
+    return spectra
+
+
+def agreement_points(data: RunData) -> tuple[list[dict[str, Any]], str]:
+    """Agreement of each correction stage (all at the run's cost) and of each adaptive
+    round (at its share of the cost), against QPU seconds where the run estimated them,
+    else shots."""
+    cost = data.cost
+    qpu = cost.get("qpu_seconds") or cost.get("qpu_seconds_estimated")
+    shots = cost.get("shots") or 0
+    unit = "QPU seconds" if qpu else "shots taken"
+    total = float(qpu) if qpu else float(shots)
+    points = []
+    for stage in _list(_corrections_file(data.path).get("stages")):
+        if isinstance(stage, dict) and isinstance(stage.get("agreement"), float):
+            points.append({"label": stage.get("name", "?"), "cost": total,
+                           "agreement": stage["agreement"]})  # fmt: skip
+    adaptive = cost.get("adaptive")
+    rounds = adaptive.get("rounds") if isinstance(adaptive, dict) else None
+    if rounds and shots:
+        for r in rounds:
+            points.append({"label": f"round {r['round']}", "cost": total * r["shots"] / shots,
+                           "agreement": r["agreement"]})  # fmt: skip
+    return points, unit
 
 
 def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | None]:

@@ -79,3 +79,16 @@ def test_a_resumed_fitted_run_gives_the_same_predictions(bundle, runs, tmp_path)
     result = run(*args, "--resume")
     assert result.exit_code == 0, result.output
     assert (out / "predictions.csv").read_bytes() == (runs["fit"] / "predictions.csv").read_bytes()
+
+
+def test_the_report_shows_the_device_spectrum_beside_the_ideal_one(runs):
+    result = runner.invoke(app, ["report", str(runs["fit"])])
+    assert result.exit_code == 0, result.output
+    report = json.loads((runs["fit"] / "report.json").read_text())
+    spectra = report["fourier_spectrum"]
+    assert [s["qnn"] for s in spectra][:2] == ["block0.head0.q", "block0.head0.k"]
+    for s in spectra:  # an ideal device: the determined terms are the circuit's own
+        device, exact = np.array(s["device"]), np.array(s["exact"])
+        assert s["terms"] > 0 and np.allclose(device, exact, atol=0.05)
+    html = (runs["fit"] / "report.html").read_text()
+    assert "Fourier spectrum per QNN" in html and "Agreement vs what the run spent" in html
