@@ -254,9 +254,9 @@ class Backend(Protocol):
     """The one interface the scheduler talks to.
 
     Optional: ``find_submitted(tag) -> job id | None`` where the service can find a job by a
-    tag given at submit (``submit(pubs, tag=...)``; the mock does, as IBM job tags or
-    Braket client tokens could). The scheduler tags jobs with their payload hash and asks
-    it for a job whose id its journal lost (`Scheduler._reconcile`).
+    tag given at submit (``submit(pubs, tag=...)``; IBM by its job tags, the mock by its
+    log). The scheduler tags jobs with their payload hash and asks for a job whose id its
+    journal lost (`Scheduler._reconcile`).
     """
 
     name: str

@@ -8,9 +8,9 @@
                  backend is called and the job id right after, before Ctrl-C can stop us
     reconcile    an intent without a job id (the run stopped between the two) is looked
                  up at the backend by its payload hash where the backend keeps tags
-                 (`find_submitted`, the mock), submitted again where nothing can have
-                 been paid (local simulators, free backends), else named to the user
-                 with its payload hash and refused until ``resubmit_unrecorded``
+                 (`find_submitted`: IBM job tags, the mock's log), submitted again where
+                 nothing can have been paid (local simulators, free backends), else
+                 named with its payload hash and refused until ``resubmit_unrecorded``
     poll         every ``poll_interval`` seconds, by the injected ``clock`` and ``sleep``
     result       checked against the job's shape and journaled
     budgets      before a job that would take the run past ``max_total_shots`` or
