@@ -174,6 +174,25 @@ def test_a_disk_without_room_is_refused_before_the_first_submit(bundle, tmp_path
     assert tags(state) == [] and not out.exists()  # nothing paid, nothing left behind
 
 
+def test_a_read_only_journal_is_refused_before_the_first_submit(bundle, tmp_path, monkeypatch):
+    """The issue's `chmod 444 journal.sqlite` (tests run as root, so the file is opened
+    read-only instead): a resume that would submit is refused before paying."""
+    import qvit_hw.jobs.journal as journal
+
+    out, state = tmp_path / "run", tmp_path / "mock"
+    assert run(bundle, out, state, "--max-total-shots", "50000").exit_code == 1  # a budget stop
+    paid = len(tags(state))
+    connect = journal.sqlite3.connect
+
+    def read_only(path, **kwargs):
+        return connect(f"file:{path}?mode=ro", uri=True, **kwargs)
+
+    monkeypatch.setattr(journal.sqlite3, "connect", read_only)
+    line = error_line(run(bundle, out, state, "--resume"))
+    assert "journal.sqlite is read-only" in line and "nothing was submitted" in line
+    assert len(tags(state)) == paid
+
+
 # --- 3: shot limits, before paying ----------------------------------------------------------
 
 

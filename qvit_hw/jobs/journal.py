@@ -234,8 +234,12 @@ class Journal:
             if file is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")  # a write lock: fails on a read-only file
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")  # a write, rolled back: a read-only
+                try:  # file (or folder) fails here, before anything is submitted
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                finally:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(Exception):
                 self._db.close()
