@@ -13,6 +13,7 @@ they are the parameter vector ``w = (a_0, b_0, a_1, b_1, ...)`` of every renderi
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -43,7 +44,7 @@ class QNNSpec:
             raise TypeError(f"n_qubits must be an int, got {type(n).__name__}")
         if not MIN_QUBITS <= n <= MAX_QUBITS:
             raise ValueError(f"n_qubits must be in {MIN_QUBITS}..{MAX_QUBITS}, got {n}")
-        pairs = tuple((int(p), int(q)) for p, q in self.pairs)
+        pairs = tuple(_pair(pair) for pair in self.pairs)
         object.__setattr__(self, "pairs", pairs)
         if not pairs:
             raise ValueError("pairs must not be empty")
@@ -77,8 +78,27 @@ class QNNSpec:
         return cls(int(data["n_qubits"]), tuple(tuple(p) for p in data["pairs"]))
 
 
+def _pair(pair: Any) -> tuple[int, int]:
+    """A pair of whole qubit indices (ints or numpy integers), else a TypeError naming it."""
+    if (
+        isinstance(pair, str | bytes)
+        or not isinstance(pair, Sequence | np.ndarray)
+        or len(pair) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
+    ):
+        raise TypeError(f"pairs: each pair must be two whole qubit indices, got {pair!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _qubits(n: Any) -> int:
+    """A qubit count: an int (not a bool, not a float), else a TypeError naming ``n``."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a whole number of qubits (int), got {type(n).__name__} {n!r}")
+    return n
+
+
 def chain_pairs(n: int) -> tuple[tuple[int, int], ...]:
-    return tuple((i, i + 1) for i in range(n - 1))
+    return tuple((i, i + 1) for i in range(_qubits(n) - 1))
 
 
 def chain(n: int) -> QNNSpec:
@@ -88,7 +108,7 @@ def chain(n: int) -> QNNSpec:
 
 def tree(n: int) -> QNNSpec:
     """A binary tree rooted at qubit 0 (pairs (parent, child), breadth first; degree <= 3)."""
-    return QNNSpec(n, tuple(((i - 1) // 2, i) for i in range(1, n)))
+    return QNNSpec(n, tuple(((i - 1) // 2, i) for i in range(1, _qubits(n))))
 
 
 def pairs_from_string(text: str) -> tuple[tuple[int, int], ...]:
@@ -109,9 +129,10 @@ def expectations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
 
     Leading dimensions broadcast, so x (B, T, 1, n) with weights (Q, P, 2) evaluates Q
     QNNs on every token at once: (B, T, Q, n). Differentiable in both arguments; the
-    dtype follows the inputs (float32 or float64).
+    dtype follows the inputs (real floating tensors, promoted to the wider of the two).
+    Angles must be finite: a TypeError or ValueError names the argument otherwise.
     """
-    _check_shapes(spec, x, weights)
+    x, weights = _checked(spec, x, weights, finite=True)
     if spec.is_chain:
         return chain_expectations(x, weights)
     return statevector_expectations(spec, x, weights)
@@ -121,9 +142,10 @@ def expectations_per_qnn(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     """Q QNNs of one spec on every token: x (..., n), weights (Q, P, 2) -> (..., Q, n).
 
     What a QNN layer needs. The general path applies all Q unitaries with one matmul
-    over the flattened tokens instead of broadcasting a (..., Q, D, D) batch.
+    over the flattened tokens instead of broadcasting a (..., Q, D, D) batch. (Finiteness
+    is not checked here: the model's hot path, where it would cost a device sync.)
     """
-    _check_shapes(spec, x, weights)
+    x, weights = _checked(spec, x, weights)
     if weights.ndim != 3:
         raise ValueError(f"weights: expected (Q, P, 2), got {tuple(weights.shape)}")
     if spec.is_chain:
@@ -152,7 +174,7 @@ def z_correlations(spec: QNNSpec, x: Tensor, weights: Tensor) -> Tensor:
     corr_ij = (<Z_i Z_j> - <Z_i><Z_j>) / (sd_i sd_j): how the n estimates of one row (one
     set of shots) vary together. A qubit with (numerically) no variance is uncorrelated.
     """
-    _check_shapes(spec, x, weights)
+    x, weights = _checked(spec, x, weights, finite=True)
     p = _probabilities_per_qnn(spec, x, weights)  # (..., Q, D)
     signs = z_signs(spec.n_qubits, x.dtype, x.device)  # (D, n)
     z = p @ signs  # (..., Q, n)
@@ -246,13 +268,36 @@ def z_signs(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return (1 - 2 * bits).to(dtype=dtype, device=device)
 
 
-def _check_shapes(spec: QNNSpec, x: Tensor, weights: Tensor) -> None:
-    if x.shape[-1] != spec.n_qubits:
-        raise ValueError(f"x: last dimension must be n_qubits={spec.n_qubits}, got {x.shape}")
-    if tuple(weights.shape[-2:]) != spec.weight_shape:
+def _checked(
+    spec: QNNSpec, x: Tensor, weights: Tensor, *, finite: bool = False
+) -> tuple[Tensor, Tensor]:
+    """The public simulators' inputs checked (a TypeError or ValueError naming the argument)
+    and promoted to one real floating dtype: ``spec`` a QNNSpec, ``x`` (..., n) and
+    ``weights`` (..., P, 2) real floating torch tensors, with ``finite`` finite angles."""
+    if not isinstance(spec, QNNSpec):
+        raise TypeError(f"spec: expected a QNNSpec (e.g. chain(4)), got {type(spec).__name__}")
+    for name, value in (("x", x), ("weights", weights)):
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{name}: expected a torch.Tensor, got {type(value).__module__}."
+                f"{type(value).__name__} (torch.as_tensor converts it)"
+            )
+        if not value.dtype.is_floating_point:
+            raise TypeError(f"{name}: expected real floating angles, got dtype {value.dtype}")
+    if x.ndim < 1 or x.shape[-1] != spec.n_qubits:
         raise ValueError(
-            f"weights: trailing shape must be {spec.weight_shape}, got {weights.shape}"
+            f"x: last dimension must be n_qubits={spec.n_qubits}, got shape {tuple(x.shape)}"
         )
+    if weights.ndim < 2 or tuple(weights.shape[-2:]) != spec.weight_shape:
+        raise ValueError(
+            f"weights: trailing shape must be {spec.weight_shape}, got {tuple(weights.shape)}"
+        )
+    if finite:
+        for name, value in (("x", x), ("weights", weights)):
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name}: angles must be finite, got NaN or infinity")
+    dtype = torch.promote_types(x.dtype, weights.dtype)
+    return x.to(dtype), weights.to(dtype)
 
 
 # --- renderings -------------------------------------------------------------------------

@@ -564,6 +564,8 @@ def _resume_hint(exc: Exception, out: str) -> str:
     journal = Path(out) / "journal.sqlite"
     if isinstance(exc, BackendNotFoundError | RunError | ValueError) or not journal.is_file():
         return ""
+    if "--resume" in str(exc):  # the message gives its own advice (a budget stop)
+        return ""
     if not isinstance(exc, BackendError | RunInterrupted) and not (Path(out) / "run.json").exists():
         return ""
     return f"; finished jobs are kept in {journal}: run again with --resume to continue"
@@ -621,8 +623,12 @@ def _confirmation(yes: bool) -> typing.Callable[[typing.Any], bool]:
     return confirm
 
 
+_AUTO_ONLY = ("target_agreement", "initial_shots", "max_shots_per_row")  # --shots auto's flags
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     bundle: str = typer.Argument(..., help="A bundle directory from `qvit-hw export`."),
     backend: str = typer.Option(
         DEFAULT_BACKEND,
@@ -707,14 +713,25 @@ def run(
     ),
     seed: int = typer.Option(_SCHED.seed, help="Transpiler seed."),
     data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
+    resubmit_unrecorded: bool = typer.Option(
+        False,
+        "--resubmit-unrecorded",
+        help="On --resume: submit again a job whose id the journal lost (the run stopped "
+        "between submitting it and recording its id) on a backend that cannot be asked for "
+        "it; only after checking the service has no such job.",
+    ),
 ) -> None:
     """Run a bundle's inference with every QNN row executed on a backend through the job
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
     from .jobs.run import RunOptions, run_bundle
 
+    auto = shots.strip().lower() == "auto"
+    for name in _AUTO_ONLY:  # typer's click may be its own copy: compare the source's name
+        if not auto and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT":
+            fail(f"--{name.replace('_', '-')} applies only with --shots auto")
     try:
         adaptive = None
-        if shots.strip().lower() == "auto":
+        if auto:
             adaptive = AdaptiveConfig(target_agreement, initial_shots, max_shots_per_row)
         count = _SCHED.shots if adaptive is not None else int(shots)
         options = RunOptions(
@@ -726,6 +743,7 @@ def run(
                 max_in_flight=max_in_flight, job_timeout=job_timeout,
                 poll_interval=poll_interval, seed=seed,
                 max_total_shots=max_total_shots, max_qpu_seconds=max_qpu_seconds,
+                resubmit_unrecorded=resubmit_unrecorded,
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
             adaptive=adaptive,
@@ -863,6 +881,9 @@ def report(
             path = write_report(run_dir, against=against, out=out)
     except (QvitHwError, ValueError) as exc:
         fail(one_line(exc))
+    except OSError as exc:  # e.g. a read-only run folder
+        where = "" if out is not None else "; pass --out to write the report into another folder"
+        fail(f"could not write the report ({one_line(exc)}){where}")
     import json
 
     for warning in json.loads(path.with_name("report.json").read_text()).get("warnings", []):

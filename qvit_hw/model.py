@@ -111,8 +111,14 @@ class QNNLayer(nn.Module):
     ) -> None:
         super().__init__()
         # an int n: the chain on n qubits
+        if not isinstance(spec, QNNSpec) and (isinstance(spec, bool) or not isinstance(spec, int)):
+            raise TypeError(
+                f"spec: expected a QNNSpec or a qubit count (int), got {type(spec).__name__}"
+            )
         self.spec = spec if isinstance(spec, QNNSpec) else QNNSpec(spec, chain_pairs(spec))
         count = 1 if qnns is None else qnns
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"qnns: expected an int, got {type(count).__name__}")
         if count < 1:
             raise ValueError(f"qnns must be >= 1, got {qnns}")
         self.single = qnns is None
@@ -137,7 +143,11 @@ class QNNLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n = self.spec.n_qubits
-        if x.shape[-1:] != (n,):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"QNNLayer: expected a torch.Tensor of angles, got {type(x).__name__}")
+        if x.dtype.is_complex or x.dtype == torch.bool:
+            raise TypeError(f"QNNLayer: expected real angles, got dtype {x.dtype}")
+        if x.ndim < 1 or x.shape[-1:] != (n,):
             raise ValueError(f"QNNLayer: expected angles (..., {n}), got {tuple(x.shape)}")
         lead = x.shape[:-1]
         tokens = x if x.ndim == 3 else x.reshape(-1, 1, n)  # executors take (B, T, n)

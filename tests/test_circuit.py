@@ -269,3 +269,64 @@ def test_a_qubit_without_variance_is_uncorrelated():
     x = torch.zeros(1, 4, dtype=torch.float64)  # |0000>: every qubit certain
     corr = z_correlations(spec, x, torch.zeros(1, *spec.weight_shape, dtype=torch.float64))
     torch.testing.assert_close(corr[0, 0], torch.eye(4, dtype=torch.float64))
+
+
+# --- input validation at the public entry points ------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_angles_that_are_not_finite_are_a_value_error_not_nan(bad):
+    x, w = random_inputs(chain(4), 3)
+    x[1, 2] = bad
+    for spec in (chain(4), tree(4)):
+        with pytest.raises(ValueError, match="x: angles must be finite, got NaN or infinity"):
+            expectations(spec, x, w)
+    with pytest.raises(ValueError, match="weights: angles must be finite"):
+        expectations(chain(4), x.nan_to_num(), w * bad)
+    with pytest.raises(ValueError, match="x: angles must be finite"):
+        z_correlations(chain(4), x, w[None])
+
+
+INT64, COMPLEX = torch.int64, torch.complex128
+
+
+@pytest.mark.parametrize(
+    ("spec", "x", "error", "message"),
+    [
+        (chain(4), torch.tensor(0.3), ValueError, r"n_qubits=4, got shape \(\)"),
+        (tree(8), torch.zeros(2, 8, dtype=INT64), TypeError, r"x: expected real floating angles"),
+        (chain(4), torch.zeros(2, 4, dtype=INT64), TypeError, r"got dtype torch\.int64"),
+        (chain(4), np.zeros((2, 4)), TypeError, r"x: expected a torch\.Tensor, got numpy\.nd"),
+        (chain(4), torch.zeros(2, 4, dtype=COMPLEX), TypeError, r"got dtype torch\.complex128"),
+        ("chain4", torch.zeros(2, 4), TypeError, r"spec: expected a QNNSpec"),
+    ],
+)
+def test_bad_api_input_names_the_argument(spec, x, error, message):
+    n = spec.n_qubits if isinstance(spec, QNNSpec) else 4
+    w = torch.zeros(n - 1, 2, dtype=torch.float64)
+    with pytest.raises(error, match=message):
+        expectations(spec, x, w)
+
+
+def test_float32_angles_with_float64_weights_agree_on_every_spec():
+    x, w = random_inputs(tree(5), 6)
+    for spec in (chain(5), tree(5)):
+        got = expectations(spec, x.float(), w)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, expectations(spec, x.float().double(), w))
+
+
+def test_specs_take_whole_numbers_only():
+    with pytest.raises(
+        TypeError, match=r"n: expected a whole number of qubits \(int\), got float 4\.0"
+    ):
+        chain(4.0)
+    with pytest.raises(TypeError, match="n: expected a whole number of qubits"):
+        tree("8")
+    with pytest.raises(
+        TypeError, match=r"pairs: each pair must be two whole qubit indices, got \(0, 1.5\)"
+    ):
+        QNNSpec(4, ((0, 1.5),))
+    with pytest.raises(TypeError, match="pairs: each pair must be two whole qubit indices"):
+        QNNSpec(4, ((0, 1, 2),))
+    assert QNNSpec(4, ((np.int64(0), np.int64(1)),)).pairs == ((0, 1),)

@@ -1,11 +1,13 @@
 """QViT and ViT: shapes, parameter counts, the executor hook, and learning signal."""
 
+import numpy as np
 import pytest
 import torch
 
 from qvit_hw.circuit import expectations, tree
 from qvit_hw.model import (
     ModelConfig,
+    QNNLayer,
     QViT,
     VisionTransformer,
     ViT,
@@ -191,3 +193,30 @@ def test_the_models_qkv_projection_is_a_qnn_layer_with_the_same_weights_name():
     _, k, _ = layer(tokens)
     z = expectations(layer.spec, tokens[:, :, None], layer.weight)  # (2, 5, 6, 4)
     assert torch.allclose(k[:, 1], z[:, :, 1 * 3 + 1], atol=1e-6)  # head 1, role k
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((None,), TypeError, "spec: expected a QNNSpec or a qubit count \\(int\\), got NoneType"),
+        ((4.0,), TypeError, "spec: expected a QNNSpec or a qubit count"),
+        ((4, 2.5), TypeError, "qnns: expected an int, got float"),
+    ],
+)
+def test_qnn_layer_arguments_are_checked(args, error, message):
+    with pytest.raises(error, match=message):
+        QNNLayer(*args)
+
+
+def test_qnn_layer_refuses_input_that_is_not_real_angles():
+    layer = QNNLayer(4)
+    with pytest.raises(
+        TypeError, match=r"QNNLayer: expected a torch\.Tensor of angles, got ndarray"
+    ):
+        layer(np.zeros((2, 4)))
+    with pytest.raises(
+        TypeError, match=r"QNNLayer: expected real angles, got dtype torch\.complex64"
+    ):
+        layer(torch.zeros(2, 4, dtype=torch.complex64))
+    with pytest.raises(ValueError, match=r"expected angles \(\.\.\., 4\), got \(\)"):
+        layer(torch.tensor(0.3))

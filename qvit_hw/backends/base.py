@@ -251,7 +251,13 @@ def pub_seed(seed: int, pub: Pub) -> int:
 
 @runtime_checkable
 class Backend(Protocol):
-    """The one interface the scheduler talks to."""
+    """The one interface the scheduler talks to.
+
+    Optional: ``find_submitted(tag) -> job id | None`` where the service can find a job by a
+    tag given at submit (``submit(pubs, tag=...)``; IBM by its job tags, the mock by its
+    log). The scheduler tags jobs with their payload hash and asks for a job whose id its
+    journal lost (`Scheduler._reconcile`).
+    """
 
     name: str
 

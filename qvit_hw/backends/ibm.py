@@ -114,6 +114,7 @@ class IBMRuntimeBackend(RemoteBackend):
         self._sampler: Any = None
         self._batch: Any = None
         self._jobs: dict[str, Any] = {}  # job id -> job object (submitted or re-attached)
+        self._tag: str | None = None  # of the submit in progress
         self.max_execution_time: int | None = None  # `limit_execution_time`
 
     @property
@@ -129,6 +130,23 @@ class IBMRuntimeBackend(RemoteBackend):
         return {"local": self.service is None, "seed": self.seed, "twirling": self.twirling,
                 "dd": self.dd}  # fmt: skip
 
+    def submit(self, pubs: Sequence[Pub], *, tag: str | None = None) -> str:
+        """Submit ``pubs`` as one Sampler job; a live job carries ``tag`` (the scheduler's
+        payload hash) as an IBM job tag, so `find_submitted` finds it again."""
+        self._tag = tag
+        return super().submit(pubs)
+
+    def find_submitted(self, tag: str) -> str | None:
+        """The id of the newest job on this device tagged ``tag`` (None: none). Local
+        testing mode keeps no jobs beyond its process (and bills none): None."""
+        if self.service is None:
+            return None
+        try:
+            jobs = self.service.jobs(job_tags=[tag], backend_name=self.name, limit=1)
+        except Exception as exc:
+            raise classify(exc, f"{self.name}: look up the job tagged {tag[:12]}") from exc
+        return str(jobs[0].job_id()) if jobs else None
+
     def _submit(self, pubs: Sequence[Pub]) -> str:
         if self.service is None:
             _check_local_width(pubs, self.name)
@@ -136,6 +154,8 @@ class IBMRuntimeBackend(RemoteBackend):
             self._sampler = self._sampler_factory()
         if self.max_execution_time is not None:
             self._sampler.options.max_execution_time = self.max_execution_time
+        if self.service is not None:  # a live job: tagged, or untagged where none is given
+            self._sampler.options.environment.job_tags = [self._tag] if self._tag else None
         try:
             job = self._sampler.run([(p.circuit, p.values, p.shots) for p in pubs])
             job_id = str(job.job_id())

@@ -16,7 +16,10 @@ real, and injects, reproducibly from ``seed``:
 Options come as keyword arguments or in the name: ``mock?transient=0.3&fail=2,5&seed=1``.
 With ``state=DIR`` the mock keeps its jobs in that folder: a new process re-attaches to
 jobs submitted by an earlier one (as a cloud service would), and ``DIR/submits.jsonl``
-logs every accepted submit, so tests can count submits across processes. A job is kept as
+logs every accepted submit, so tests can count submits across processes. A submit may
+carry a ``tag`` (the scheduler passes the job's payload hash) and `find_submitted(tag)`
+finds the job again, as IBM's job tags and Braket's client tokens would: the scheduler
+reconciles a job whose id its journal lost with it. A job is kept as
 ``DIR/jobs/<id>.npz`` (plain arrays, read without pickle) beside ``<id>.qpy`` (its
 circuits in Qiskit's QPY format, which holds no code), so a crafted state folder can never
 run code.
@@ -119,6 +122,7 @@ class _Job:
     submitted_at: float
     pubs: list[Pub]
     result: JobResult | None = None
+    tag: str | None = None
 
 
 class MockBackend(RemoteBackend):
@@ -166,6 +170,7 @@ class MockBackend(RemoteBackend):
         self.calls: Counter[str] = Counter()  # submit, submit_failed, result_failed, ...
         self._rng = np.random.default_rng(self.options.seed)
         self._jobs: dict[str, _Job] = {}
+        self._tag: str | None = None  # of the submit in progress
         self._state = Path(self.options.state) if self.options.state else None
         if self._state is not None:
             (self._state / "jobs").mkdir(parents=True, exist_ok=True)
@@ -180,17 +185,23 @@ class MockBackend(RemoteBackend):
         """Jobs accepted by this instance."""
         return self.calls["submit"]
 
-    def submit(self, pubs: Sequence[Pub]) -> str:
+    def submit(self, pubs: Sequence[Pub], *, tag: str | None = None) -> str:
         self.calls["submit_call"] += 1
         if self.options.transient and self._rng.random() < self.options.transient:
             self.calls["submit_failed"] += 1
             raise TransientBackendError("mock: injected transient failure on submit")
+        self._tag = tag
         return super().submit(pubs)
+
+    def find_submitted(self, tag: str) -> str | None:
+        """The id of the last accepted job submitted with ``tag`` (None: there is none)."""
+        found = [s["job_id"] for s in self.submitted() if s.get("tag") == tag]
+        return found[-1] if found else None
 
     def _submit(self, pubs: Sequence[Pub]) -> str:
         ordinal = self._next_ordinal()
         job_id = f"mock-{ordinal:05d}-{uuid.uuid4().hex[:8]}"
-        job = _Job(ordinal, self.clock(), list(pubs))
+        job = _Job(ordinal, self.clock(), list(pubs), tag=self._tag)
         self._jobs[job_id] = job
         self.calls["submit"] += 1
         if self._state is not None:
@@ -198,7 +209,7 @@ class MockBackend(RemoteBackend):
             with (self._state / "submits.jsonl").open("a") as f:
                 rows = sum(p.rows for p in pubs)
                 line = {"job_id": job_id, "ordinal": ordinal, "time": job.submitted_at}
-                f.write(json.dumps({**line, "rows": rows}) + "\n")
+                f.write(json.dumps({**line, "rows": rows, "tag": job.tag}) + "\n")
         return job_id
 
     def status(self, job_id: str) -> JobStatus:
@@ -237,7 +248,8 @@ class MockBackend(RemoteBackend):
     def submitted(self) -> list[dict[str, Any]]:
         """Every accepted submit of every process sharing ``state`` (this one's without)."""
         if self._state is None:
-            return [{"job_id": k, "ordinal": j.ordinal} for k, j in self._jobs.items()]
+            jobs = self._jobs.items()
+            return [{"job_id": k, "ordinal": j.ordinal, "tag": j.tag} for k, j in jobs]
         path = self._state / "submits.jsonl"
         if not path.exists():
             return []

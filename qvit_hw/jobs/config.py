@@ -10,7 +10,7 @@ the command-line flag, which is how most users set them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,9 @@ class SchedulerConfig:
     # run's identity, so a stopped run resumes with a larger one
     max_total_shots: int | None = None
     max_qpu_seconds: float | None = None  # estimated (`cost`); IBM also enforces it
+    # submit again a job whose intent was journaled without a job id on a backend that
+    # cannot be asked whether it got it (the user checked it did not); not in the identity
+    resubmit_unrecorded: bool = False
 
     def __post_init__(self) -> None:
         _whole("shots", self.shots)
@@ -129,6 +132,30 @@ class AdaptiveConfig:
             )
         if self.growth < 2:
             raise ValueError(f"growth must be >= 2, got {self.growth}")
+
+    def round_shots(self) -> int:
+        """The most shots one round adds to a row (what one job's circuits take): from a
+        ladder level s to the level `allocate` may raise it to, at most the level at or
+        above ``growth`` x s (capped at the ceiling); the first round's ``initial_shots``."""
+        ladder = self.ladder
+        up = np.searchsorted(ladder, np.minimum(ladder * self.growth, ladder[-1]), side="left")
+        return int(
+            max(self.initial_shots, (ladder[np.minimum(up, len(ladder) - 1)] - ladder).max())
+        )
+
+    def ceiling_for(self, max_shots: int) -> int | None:
+        """The highest ``max_shots_per_row`` (at most this one's) whose rounds each take at
+        most ``max_shots`` per circuit; None if not even ``initial_shots`` fits."""
+        if self.initial_shots > max_shots:
+            return None
+        low, high = self.initial_shots, self.max_shots_per_row  # round_shots grows with it
+        while low < high:
+            mid = (low + high + 1) // 2
+            if replace(self, max_shots_per_row=mid).round_shots() <= max_shots:
+                low = mid
+            else:
+                high = mid - 1
+        return low
 
     @property
     def ladder(self) -> np.ndarray:

@@ -81,3 +81,10 @@ def qpu_seconds(
     if seconds_per_shot is None:
         return None
     return executions * shots * seconds_per_shot + jobs * job_overhead
+
+
+def gives_estimates(backend: Any) -> bool:
+    """Whether `seconds_per_shot` can estimate anything on ``backend`` (a device with a
+    repetition delay), so --max-qpu-seconds can be checked before ``--out`` is made."""
+    delay = rep_delay(getattr(backend, "device", None))
+    return backend.target.device is not None and delay is not None

@@ -48,6 +48,9 @@ class QNNCall:
             raise ValueError(
                 f"angles: expected shape (rows >= 1, {self.spec.n_qubits}), got {angles.shape}"
             )
+        for name, value in (("weights", weights), ("angles", angles)):
+            if not np.isfinite(value).all():  # before any job is planned, let alone paid
+                raise ValueError(f"{name} of {self.name}: must be finite, got NaN or infinity")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "angles", angles)
 

@@ -50,6 +50,11 @@ class Tally:
         else:
             self.qpu_seconds += other.qpu_seconds
 
+    def scaled(self, factor: float) -> Tally:
+        """The same jobs with ``factor`` times the shots (and QPU seconds)."""
+        seconds = None if self.qpu_seconds is None else self.qpu_seconds * factor
+        return Tally(self.jobs, self.executions, round(self.shots * factor), seconds)
+
 
 @dataclass
 class Preview:
@@ -109,8 +114,10 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
     from ..backends import get_backend
     from ..data import to_tensor
     from .inputs import load_inputs
+    from .run import check_limits
 
     backend = get_backend(options.backend) if backend is None else backend
+    check_limits(options, backend)  # what the run would refuse, the dry run refuses too
     model, data, norm = load_inputs(options) if loaded is None else loaded
     runner = QNNRunner(backend, options.scheduler, mitigation=options.mitigate)
     adaptive = options.adaptive
@@ -127,8 +134,12 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
         result.rows += p.rows
         result.unique_rows += p.unique_rows
         result.data.add(list(p.jobs), runner)
-        if result.ceiling is not None:
-            result.ceiling.add(list(runner.plan(calls, adaptive.max_shots_per_row).jobs), runner)
+        if result.ceiling is not None:  # planned at what one job may take, then scaled
+            top, target = adaptive.max_shots_per_row, backend.target
+            fit = min(top, *(v for v in (target.max_shots, target.max_executions) if v))
+            ceiling = Tally()
+            ceiling.add(list(runner.plan(calls, fit).jobs), runner)
+            result.ceiling.merge(ceiling.scaled(top / fit))
         if spec not in specs:
             specs.append(spec)
         return exact_executor(spec, weights, angles, names)

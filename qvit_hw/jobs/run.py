@@ -7,6 +7,8 @@ exact model runs beside it for reference. A run directory holds:
                      (running / interrupted / failed / complete) and, once complete, a
                      summary; written first, so a run that stopped says so
     journal.sqlite   every job (`Journal`); kept for --resume
+    ledger.json      how many jobs the run submitted and a digest of their payloads
+                     (`Ledger`): --resume refuses a journal that lost any of them
     predictions.csv  image, label, pred, pred_exact, then prob_<class> and
                      prob_exact_<class> per class
     rows.npz         one entry per QNN row (see `executor.ROW_FIELDS`) plus ``names``
@@ -23,6 +25,7 @@ rename), so a partial run never looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 JOURNAL_FILE = "journal.sqlite"
+LEDGER_FILE = "ledger.json"
 OUTPUT_FILES = (
     "predictions.csv",
     "rows.npz",
@@ -72,8 +76,9 @@ OUTPUT_FILES = (
     "corrections.json",
     "fourier.npz",
 )
-# the run's settings that, with the backend's identity, make up the run identity: --resume
-# requires the same (poll interval, in-flight limit and retries may change)
+# the run's settings that, with the backend's identity and the bundle's manifest digest,
+# make up the run identity: --resume requires the same (poll interval, in-flight limit and
+# retries may change, and --max-shots-per-row may be lowered: `_check_ceiling`)
 IDENTITY_KEYS = (
     "bundle",
     "dataset",
@@ -183,7 +188,7 @@ def run_bundle(
     else:
         _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
-    backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
+    check_limits(options, backend)  # every job's shots and the budgets, before --out is made
     options = _for_surrogate(options, backend)
     model, data, norm = load_inputs(options)
     if hasattr(backend, "check_model"):
@@ -197,10 +202,7 @@ def run_bundle(
             raise RunError(f"{backend.name}: not confirmed; nothing was submitted")
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
-    settings["identity"] = {
-        "backend": backend_identity(backend),
-        **{k: settings[k] for k in IDENTITY_KEYS},
-    }
+    settings["identity"] = _identity(settings, backend, options.bundle)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -251,10 +253,12 @@ def _run_locked(
         out / JOURNAL_FILE,
         identity=json.dumps(settings["identity"], sort_keys=True),
         must_exist=previous is not None,
+        ledger=out / LEDGER_FILE,
     )
     try:
-        if previous is not None and journal.counts():  # jobs were paid for under it
+        if previous is not None and journal.paid():  # jobs were paid for under it
             _check_same(previous.get("identity"), settings["identity"], out)
+            _check_ceiling(previous, settings, out)
             journal.check_identity()
         settings["started"] = datetime.now(UTC).isoformat(timespec="seconds")
         _set_status(out, settings, "running")
@@ -283,13 +287,14 @@ def _run_locked(
             return _finish(out, settings, data, executor, runner, journal, inferred, wall)
         except BaseException as exc:
             stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
-            _set_status(
-                out,
-                settings,
-                "interrupted" if stopped else "failed",
-                error=one_line(exc) if str(exc) else type(exc).__name__,
-                journal=journal.counts(),
-            )
+            with contextlib.suppress(OSError):  # a full disk: the first error is the one to tell
+                _set_status(
+                    out,
+                    settings,
+                    "interrupted" if stopped else "failed",
+                    error=one_line(exc) if str(exc) else type(exc).__name__,
+                    journal=journal.counts(),
+                )
             raise
     finally:
         journal.close()
@@ -454,6 +459,8 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
                 "to replace it, or choose another --out"
             )
         return None
+    if path.exists() and not path.is_file():
+        raise RunError(f"--resume: {path} is not a file; it should be the record of the run")
     if not path.is_file():
         raise RunError(f"--resume: nothing to resume, {path} does not exist")
     try:
@@ -471,7 +478,7 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
 # what `--overwrite` may delete besides run.json and OUTPUT_FILES: sqlite's side files and
 # the report `qvit-hw report` writes into the run by default
 _RUN_EXTRAS = ("journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal",
-               "report.json", "report.html", ".lock")  # fmt: skip
+               LEDGER_FILE, "report.json", "report.html", ".lock")  # fmt: skip
 
 
 def _not_a_run(out: Path) -> str:
@@ -508,6 +515,82 @@ def _clear_run(out: Path) -> None:
     for entry in out.iterdir():
         if entry.name != LOCK_FILE:
             entry.unlink()
+
+
+def check_limits(options: RunOptions, backend: Any) -> None:
+    """Every job the run can submit fits ``backend``'s limits, and every budget can be
+    checked on it; a one-line error with advice that works otherwise (nothing is paid).
+
+    Checked: the shots of a uniform run; of an adaptive run, its first round, its largest
+    round (`AdaptiveConfig.round_shots`) and its calibration jobs (``scheduler.shots``,
+    where a mitigation calibrates); --max-qpu-seconds needs a backend with QPU-time
+    estimates (`cost.gives_estimates`)."""
+    from ..errors import JobTooLargeError
+    from .cost import gives_estimates
+
+    target, adaptive = backend.target, options.adaptive
+    if options.scheduler.max_qpu_seconds is not None and not gives_estimates(backend):
+        raise RunError(
+            f"--max-qpu-seconds: {backend.name} gives no QPU-time estimate (its device has "
+            "no instruction durations); use --max-total-shots"
+        )
+    calibrates = any(m in ("readout", "learned") for m in parse_mitigation(options.mitigate))
+    if adaptive is None:
+        checks = [(options.scheduler.shots, "pass --shots {limit} or fewer")]
+    else:
+        ceiling = None if target.max_shots is None else adaptive.ceiling_for(target.max_shots)
+        fix = (
+            f"pass --max-shots-per-row {ceiling} or fewer (allowed on --resume too)"
+            if ceiling is not None
+            else "pass --initial-shots {limit} or fewer"
+        )
+        checks = [
+            (adaptive.initial_shots, "pass --initial-shots {limit} or fewer"),
+            (adaptive.round_shots(), f"a round of --shots auto adds up to {{shots}}; {fix}"),
+        ]
+        if calibrates:
+            checks.append(
+                (options.scheduler.shots, "calibration jobs take {shots} shots under --shots "
+                 "auto: choose --mitigate none or readout-props on this backend")
+            )  # fmt: skip
+    for shots, advice in checks:
+        try:
+            target.job_capacity(shots)
+        except JobTooLargeError as exc:
+            limit = target.max_shots if target.max_shots is not None else target.max_executions
+            raise JobTooLargeError(
+                f"{exc}: {advice.format(shots=f'{shots:,}', limit=limit)}; nothing was submitted"
+            ) from exc
+
+
+def _identity(settings: dict[str, Any], backend: Any, bundle: str) -> dict[str, Any]:
+    """What the run's results depend on: the backend's identity, the bundle's manifest
+    digest (a bundle replaced in place is another run) and `IDENTITY_KEYS`; the adaptive
+    ceiling is left out (`_check_ceiling` allows lowering it)."""
+    from ..export import DIGEST, read_manifest
+
+    identity = {
+        "backend": backend_identity(backend),
+        "bundle_digest": read_manifest(bundle)[DIGEST],
+        **{k: settings[k] for k in IDENTITY_KEYS},
+    }
+    if identity["adaptive"] is not None:
+        identity["adaptive"] = {
+            k: v for k, v in identity["adaptive"].items() if k != "max_shots_per_row"
+        }
+    return identity
+
+
+def _check_ceiling(previous: dict[str, Any], settings: dict[str, Any], out: Path) -> None:
+    """--max-shots-per-row may be lowered on --resume (to fit a backend's limit: the jobs
+    paid so far are reused where the lower ceiling plans them again), never raised."""
+    old = (previous.get("adaptive") or {}).get("max_shots_per_row")
+    new = (settings.get("adaptive") or {}).get("max_shots_per_row")
+    if isinstance(old, int) and isinstance(new, int) and new > old:
+        raise RunError(
+            f"--resume: {out} was started with --max-shots-per-row {old}; a resume may lower "
+            f"it, not raise it to {new} (or start a new run in another --out)"
+        )
 
 
 def _check_same(previous: Any, identity: dict[str, Any], out: Path) -> None:

@@ -120,9 +120,9 @@ class QNNRunner:
         """The run's corrections for ``spec``'s template, fitted on first use, in order:
         each on calibration estimates that the ones before it have corrected."""
         if spec not in self._corrections:
-            template, context = self.template(spec), self.calibration_context()
-            fitted: list[Correction] = []
+            template, fitted = self.template(spec), list[Correction]()
             for m, jobs in self.calibration_plan(spec):
+                context = self.calibration_context()
                 results = self.scheduler.execute(jobs, f"{m.name} calibration") if jobs else []
                 self.stats.calibration_jobs += len(jobs)
                 self.stats.calibration_executions += sum(j.executions for j in jobs)
@@ -137,8 +137,11 @@ class QNNRunner:
 
     def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:
         """Each mitigation of the run with the calibration jobs it needs for ``spec`` (pure)."""
+        chosen = mitigations(self.mitigation)
+        if not chosen:  # no calibration: its shots need not fit the backend (--shots auto)
+            return []
         template, context = self.template(spec), self.calibration_context()
-        return [(m, m.calibration_jobs(template, context)) for m in mitigations(self.mitigation)]
+        return [(m, m.calibration_jobs(template, context)) for m in chosen]
 
     def fitted(self) -> dict[str, dict[str, Any]]:
         """The fitted corrections so far: template circuit name -> mitigation name -> the

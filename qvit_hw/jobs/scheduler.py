@@ -4,7 +4,13 @@
 
     journal      finished jobs are reused, jobs in flight re-attached (`Journal`)
     submit       at most ``max_in_flight`` jobs in flight; transient errors retried with
-                 backoff (`Retry`); the job id is journaled before Ctrl-C can stop us
+                 backoff (`Retry`); write-ahead: the intent is journaled before the
+                 backend is called and the job id right after, before Ctrl-C can stop us
+    reconcile    an intent without a job id (the run stopped between the two) is looked
+                 up at the backend by its payload hash where the backend keeps tags
+                 (`find_submitted`: IBM job tags, the mock's log), submitted again where
+                 nothing can have been paid (local simulators, free backends), else
+                 named with its payload hash and refused until ``resubmit_unrecorded``
     poll         every ``poll_interval`` seconds, by the injected ``clock`` and ``sleep``
     result       checked against the job's shape and journaled
     budgets      before a job that would take the run past ``max_total_shots`` or
@@ -22,6 +28,7 @@ Planning (`plan`) and combining (`combine`) are pure and live beside this module
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -31,10 +38,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Backend, JobResult, JobStatus
-from ..errors import BackendError, BudgetExhausted, PermanentBackendError, RunError, RunInterrupted
+from ..backends.base import Backend, JobResult, JobStatus, LocalBackend
+from ..errors import (
+    BackendError,
+    BudgetExhausted,
+    JournalError,
+    PermanentBackendError,
+    RunError,
+    RunInterrupted,
+    one_line,
+)
 from .config import SchedulerConfig
-from .journal import DONE, SUBMITTED, Journal
+from .journal import DONE, SUBMITTED, SUBMITTING, JobRecord, Journal
 from .plan import PlannedJob
 from .retry import Retry
 
@@ -94,7 +109,6 @@ class Scheduler:
     ) -> None:
         self.backend = backend
         self.config = config if config is not None else SchedulerConfig()
-        self.job_size = self.job_size_for(self.config.shots)  # JobTooLargeError if none fits
         self.journal = journal if journal is not None else Journal()
         self.retry = retry if retry is not None else Retry(sleep=sleep, clock=clock)
         self.clock, self.sleep = clock, sleep
@@ -103,6 +117,12 @@ class Scheduler:
         self.committed_shots = 0  # shots of every job reused, in flight or submitted
         self.committed_seconds = 0.0  # and their estimated QPU seconds
         self._per_shot: dict[str, float | None] = {}  # circuit name -> seconds per shot
+
+    @property
+    def job_size(self) -> int | None:
+        """Most executions per job at the configured shots (JobTooLargeError if none fits);
+        asked only where those shots are used (an adaptive run without calibration never)."""
+        return self.job_size_for(self.config.shots)
 
     def job_size_for(self, shots: int) -> int | None:
         """Most executions per job at ``shots`` shots: --job-size and the backend's limits."""
@@ -183,9 +203,40 @@ class Scheduler:
                 in_flight[job.payload] = _Flight(job, record.job_id, self.clock())
                 self._commit(job, check=False)
                 self.stats.reattached += 1
+            elif (
+                record is not None
+                and record.status == SUBMITTING
+                and (job_id := self._reconcile(record))
+            ):
+                self.journal.submitted(
+                    job.payload, self.backend.name, job_id, job.executions, job.pubs[0].shots
+                )
+                in_flight[job.payload] = _Flight(job, job_id, self.clock())
+                self._commit(job, check=False)
+                self.stats.reattached += 1
             else:
                 todo.append(job)
         return results, todo, in_flight
+
+    def _reconcile(self, record: JobRecord) -> str | None:
+        """The job id of an intent journaled without one (the run stopped between asking the
+        backend and recording its answer): the backend's own record where it keeps one
+        (None: it never got the job), None where nothing can have been paid, else a
+        JournalError naming the payload, unless ``resubmit_unrecorded``."""
+        find = getattr(self.backend, "find_submitted", None)
+        if find is not None:
+            return find(record.payload)
+        free = isinstance(self.backend, LocalBackend) or not getattr(self.backend, "paid", True)
+        if free or self.config.resubmit_unrecorded:
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.submitted_at or 0))
+        raise JournalError(
+            f"a job (payload {record.payload}) was being submitted to {self.backend.name} at "
+            f"{when} when the run stopped, and its job id was not recorded; "
+            f"{self.backend.name} cannot be asked for it: look for a job of that time in the "
+            "service, and if there is none run again with --resubmit-unrecorded; nothing "
+            "was submitted"
+        )
 
     def job_cost(self, job: PlannedJob) -> tuple[int, float | None]:
         """Shots and estimated QPU seconds of ``job`` (None: no estimate for this device)."""
@@ -265,23 +316,42 @@ class Scheduler:
         return None
 
     def _submit(self, job: PlannedJob, label: str) -> str:
-        """Submit with retries; the job id is journaled before Ctrl-C can stop us."""
+        """Submit with retries, write-ahead: the intent is journaled before the backend is
+        asked, the job id right after, both before Ctrl-C can stop us. A journal that cannot
+        record the intent stops the run before anything is paid; one that cannot record the
+        id stops it naming the id (--resume reconciles the intent)."""
+        name, shots = self.backend.name, job.pubs[0].shots
 
         def attempt() -> str:
             with _interrupts_held():
-                job_id = self.backend.submit(job.pubs)
-                self.journal.submitted(
-                    job.payload, self.backend.name, job_id, job.executions, job.pubs[0].shots
-                )
+                self.journal.intent(job.payload, name, job.executions, shots)
+                job_id = self._send(job)
+                try:
+                    self.journal.submitted(job.payload, name, job_id, job.executions, shots)
+                except JournalError as exc:
+                    raise JournalError(
+                        f"{label} was submitted to {name} as job {job_id}, but {exc}; the "
+                        f"journal keeps its intent (payload {job.payload[:12]}), which "
+                        "--resume reconciles"
+                    ) from exc
             return job_id
 
         self.backend.target.check_job(job.pubs)
         try:
             job_id = self.retry.call(attempt, what=f"submit of {label}")
-        except PermanentBackendError as exc:
+        except PermanentBackendError as exc:  # refused: nothing was paid, --resume submits it
+            with contextlib.suppress(JournalError):
+                self.journal.failed(job.payload, f"rejected at submit: {one_line(exc)}")
             raise type(exc)(f"{label} was rejected by {self.backend.name}: {exc}") from exc
         self.stats.submitted += 1
         return job_id
+
+    def _send(self, job: PlannedJob) -> str:
+        """``backend.submit``, tagged with the payload hash where the backend can look a
+        job up by its tag (`_reconcile`)."""
+        if getattr(self.backend, "find_submitted", None) is not None:
+            return self.backend.submit(job.pubs, tag=job.payload)  # type: ignore[call-arg]
+        return self.backend.submit(job.pubs)
 
     def _result(self, job: PlannedJob, job_id: str, label: str) -> JobResult:
         result = self.retry.call(self.backend.result, job_id, what=f"result of {label}")

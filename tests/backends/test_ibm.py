@@ -141,7 +141,9 @@ class MockSampler:
 
     def __init__(self, service, script=()):
         self.service, self.script, self.runs = service, list(script), 0
-        self.options = SimpleNamespace(max_execution_time=None)
+        self.options = SimpleNamespace(
+            max_execution_time=None, environment=SimpleNamespace(job_tags=None)
+        )
         self.limits = []  # max_execution_time at each run
 
     def run(self, pubs):
@@ -151,7 +153,8 @@ class MockSampler:
         if isinstance(step, Exception):
             raise step
         job = MockJob(pubs, **step)
-        self.service.jobs[job.id] = job
+        job.tags = list(self.options.environment.job_tags or [])
+        self.service.store[job.id] = job
         return job
 
 
@@ -159,7 +162,7 @@ class MockService:
     """QiskitRuntimeService: sees ibm_fez and ibm_torino, keeps jobs for re-attach."""
 
     def __init__(self):
-        self.jobs, self.job_calls = {}, []
+        self.store, self.job_calls = {}, []
 
     def backend(self, name):
         if name != "ibm_fez":
@@ -171,9 +174,13 @@ class MockService:
 
     def job(self, job_id):
         self.job_calls.append(job_id)
-        if job_id not in self.jobs:
+        if job_id not in self.store:
             raise RuntimeJobNotFound(f"Job not found: {job_id}")
-        return self.jobs[job_id]
+        return self.store[job_id]
+
+    def jobs(self, job_tags=None, backend_name=None, limit=10, descending=True):
+        found = [j for j in self.store.values() if set(job_tags or ()) <= set(j.tags)]
+        return (found[::-1] if descending else found)[:limit]
 
 
 def mocked(service, script=(), journal=None, clock=time.monotonic, **kwargs):
@@ -240,9 +247,9 @@ def test_resume_reattaches_to_the_journalled_job_instead_of_resubmitting(tmp_pat
     qnn, exact = call()
     with pytest.raises(RunInterrupted, match="--resume re-attaches"):
         first.run([qnn])
-    (job_id,) = service.jobs
+    (job_id,) = service.store
     journal.close()
-    service.jobs[job_id].states = ["DONE"]  # the job finished while we were away
+    service.store[job_id].states = ["DONE"]  # the job finished while we were away
 
     resumed, sampler = mocked(service, journal=Journal(tmp_path / "journal.sqlite"))
     (estimates,) = resumed.run([qnn])
@@ -424,3 +431,22 @@ def test_the_services_own_qpu_seconds_are_kept_beside_the_estimate_and_survive_r
     again.run([qnn])  # from the journal: nothing submitted, the same numbers
     assert sampler.runs == 0 and again.stats.reused == 2
     assert (again.stats.qpu_seconds, again.stats.qpu_seconds_service_estimate) == (4.0, 3.0)
+
+
+def test_a_job_whose_id_the_journal_lost_is_found_by_its_ibm_job_tag(tmp_path):
+    """The run stopped between the service accepting a job and the journal recording its
+    id: --resume finds it by the tag it was submitted with and pays nothing again."""
+    service = MockService()
+    journal = Journal(tmp_path / "journal.sqlite")
+    first, _ = mocked(service, journal=journal)
+    qnn, exact = call()
+    (job,) = first.plan([qnn]).jobs
+    journal.intent(job.payload, first.backend.name, job.executions, SHOTS)
+    job_id = first.backend.submit(job.pubs, tag=job.payload)  # paid, id never journaled
+    assert service.store[job_id].tags == [job.payload]
+    resumed, again = mocked(service, journal=journal)
+    (estimates,) = resumed.run([qnn])
+    assert again.runs == 0 and resumed.stats.reattached == 1
+    assert journal.get(job.payload).job_id == job_id
+    assert within_4_sigma(estimates.z, exact)
+    assert resumed.backend.find_submitted("no-such-tag") is None

@@ -127,3 +127,13 @@ def test_limits_can_be_tightened():
 def test_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         MockOptions.parse(options)
+
+
+def test_a_tagged_job_is_found_again_by_a_new_process(tmp_path):
+    first = get_backend(f"mock?state={tmp_path}")
+    job_id = first.submit(pubs(), tag="payload-1")
+    first.submit(pubs())
+    again = get_backend(f"mock?state={tmp_path}")  # another process, same service
+    assert again.find_submitted("payload-1") == job_id
+    assert again.find_submitted("payload-2") is None
+    assert get_backend("mock").find_submitted("payload-1") is None  # no state: this process's

@@ -51,3 +51,44 @@ def test_resubmitting_a_payload_counts_submits_and_clears_the_old_result():
     record = journal.get("p")
     assert (record.job_id, record.submits, record.status) == ("job-2", 2, SUBMITTED)
     assert journal.result("p") is None
+
+
+def test_the_ledger_refuses_a_journal_that_lost_rows_and_forgives_an_unwritten_intent(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from qvit_hw.errors import JournalError
+
+    path, ledger = tmp_path / "journal.sqlite", tmp_path / "ledger.json"
+    with Journal(path, ledger=ledger) as journal:
+        for p in ("p1", "p2", "p3"):
+            journal.intent(p, "mock", 1, 10)
+            journal.submitted(p, "mock", f"job-{p}", 1, 10)
+        journal.ledger.add("p4")  # the disk filled before p4's intent reached the journal
+    with Journal(path, ledger=ledger) as journal:  # p4 was never submitted: forgiven
+        assert journal.ledger.jobs == 3 and journal.ledger.last is None
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM jobs WHERE payload = 'p2'")
+    with pytest.raises(JournalError, match=r"holds 2 of the 3 jobs this run submitted"):
+        Journal(path, ledger=ledger)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO jobs (payload, backend, status, executions, shots, job_id) "
+                   "VALUES ('px', 'mock', 'submitted', 1, 10, 'job-x')")  # fmt: skip
+    with pytest.raises(JournalError, match="holds 3 jobs, not the 3 this run submitted"):
+        Journal(path, ledger=ledger)
+
+
+def test_an_intent_is_a_row_without_a_job_id_until_the_submit_is_recorded():
+    from qvit_hw.jobs.journal import SUBMITTING
+
+    journal = Journal()
+    journal.intent("p", "mock", 2, 10)
+    record = journal.get("p")
+    assert (record.status, record.job_id, record.submits) == (SUBMITTING, None, 0)
+    assert journal.paid() == 1
+    journal.submitted("p", "mock", "job-1", 2, 10)
+    assert (journal.get("p").job_id, journal.get("p").submits) == ("job-1", 1)
+    journal.intent("q", "mock", 1, 10)
+    journal.failed("q", "rejected at submit")  # the backend refused it: nothing was paid
+    assert journal.paid() == 1

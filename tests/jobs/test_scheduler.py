@@ -8,7 +8,7 @@ from qvit_hw.backends import get_backend
 from qvit_hw.backends.base import JobStatus
 from qvit_hw.backends.mock import MockBackend
 from qvit_hw.circuit import QNNSpec, chain, expectations, random_inputs, tree
-from qvit_hw.errors import JobTooLargeError, PermanentBackendError, RunInterrupted
+from qvit_hw.errors import JobTooLargeError, JournalError, PermanentBackendError, RunInterrupted
 from qvit_hw.jobs import QNNCall, QNNRunner, SchedulerConfig
 from qvit_hw.jobs.journal import DONE, FAILED, SUBMITTED, Journal
 from qvit_hw.jobs.retry import Retry
@@ -148,7 +148,7 @@ def test_jobs_are_split_within_the_backends_limits():
     with pytest.raises(
         JobTooLargeError, match="4000 shots per circuit exceed mock's limit of 2000"
     ):
-        scheduler(get_backend("mock?max_shots=2000"), shots=4000)
+        _ = scheduler(get_backend("mock?max_shots=2000"), shots=4000).job_size  # asked when used
 
 
 def test_a_job_the_backend_lost_is_submitted_again():
@@ -200,3 +200,60 @@ def test_readout_mitigation_on_a_noisy_device():
     truth = exact(calls[0])
     raw, mitigated = np.abs(est.z_raw - truth).mean(), np.abs(est.z - truth).mean()
     assert mitigated < 0.8 * raw and np.abs(by_props - truth).mean() < 0.8 * raw
+
+
+def test_nan_angles_are_refused_before_any_job_is_planned(tmp_path):
+    mock = get_backend(f"mock?state={tmp_path}")
+    x, w = random_inputs(chain(4), 8)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="angles of q0: must be finite, got NaN or infinity"):
+        scheduler(mock).run([QNNCall("q0", chain(4), w.numpy(), x.numpy())])
+    assert mock.submitted() == []
+
+
+def test_an_intent_without_a_job_id_is_found_by_its_tag_not_paid_again(tmp_path):
+    """The run stopped between the mock accepting a job and the journal recording its id."""
+    calls = layer_calls(chain(4), 20, qnns=1)
+    journal = Journal()
+    first = scheduler(MockBackend(state=str(tmp_path)), journal=journal)
+    (job,) = first.plan(calls).jobs
+    journal.intent(job.payload, "mock", job.executions, 1000)
+    job_id = first.backend.submit(job.pubs, tag=job.payload)  # paid; its id never journaled
+    again = scheduler(MockBackend(state=str(tmp_path)), journal=journal)  # a new process
+    (est,) = again.run(calls)
+    np.testing.assert_allclose(est.z, exact(calls[0]), atol=1e-12)
+    assert len(again.backend.submitted()) == 1 and again.stats.reattached == 1
+    assert (journal.get(job.payload).job_id, journal.get(job.payload).submits) == (job_id, 1)
+
+
+def test_an_intent_a_paid_backend_cannot_look_up_is_named_never_resubmitted_silently():
+    class Billed(type(get_backend("mock"))):
+        paid = True
+        find_submitted = None  # a service that cannot be asked for a job by its tag
+
+    calls = layer_calls(chain(4), 20, qnns=1)
+    journal = Journal()
+    backend = Billed()
+    (job,) = scheduler(backend, journal=journal).plan(calls).jobs
+    journal.intent(job.payload, "mock", job.executions, 1000)
+    with pytest.raises(JournalError, match=f"a job \\(payload {job.payload}\\) was being "):
+        scheduler(backend, journal=journal).run(calls)
+    assert backend.submits == 0
+    (est,) = scheduler(backend, journal=journal, resubmit_unrecorded=True).run(calls)
+    assert backend.submits == 1 and journal.get(job.payload).submits == 1
+    np.testing.assert_allclose(est.z, exact(calls[0]), atol=1e-12)
+
+
+def test_a_job_refused_at_submit_is_not_counted_as_paid():
+    calls = layer_calls(chain(4), 20, qnns=1)
+    journal = Journal()
+    s = scheduler(get_backend("mock?fail=0"), journal=journal)
+
+    def refuse(pubs, tag=None):
+        raise PermanentBackendError("mock: refused")
+
+    s.scheduler.backend.submit = refuse
+    with pytest.raises(PermanentBackendError, match="was rejected by mock: mock: refused"):
+        s.run(calls)
+    (record,) = journal.records()
+    assert record.status == FAILED and record.job_id is None and journal.paid() == 0
