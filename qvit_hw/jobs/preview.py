@@ -114,7 +114,7 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
     from ..backends import get_backend
     from ..data import to_tensor
     from .inputs import load_inputs
-    from .run import check_limits
+    from .limits import check_limits
 
     backend = get_backend(options.backend) if backend is None else backend
     check_limits(options, backend)  # what the run would refuse, the dry run refuses too
