@@ -80,7 +80,12 @@ def params() -> None:
 
 
 _DATA_ROOT = typer.Option(
-    None, help="MedMNIST folder (default ~/.medmnist) or, for oasis, the image folder."
+    None, help="MedMNIST folder (default ~/.medmnist) or, for folder and oasis, the image folder."
+)
+_SKIP_UNREADABLE = typer.Option(
+    False,
+    "--skip-unreadable",
+    help="Leave out an image folder's unreadable images (counted) instead of stopping.",
 )
 
 
@@ -98,8 +103,9 @@ class TrainArgs:
         typer.Option(
             ...,
             help="Data set: a MedMNIST name (breastmnist, retinamnist, pneumoniamnist, "
-            "dermamnist, bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), 'oasis' "
-            "(an image folder given by --data-root) or 'digits' (scikit-learn, offline). "
+            "dermamnist, bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), an image "
+            "folder (its path, or 'folder' with --data-root: one sub-folder per class), 'oasis' "
+            "(the OASIS folder, --data-root) or 'digits' (scikit-learn, offline). "
             "`qvit-hw datasets` lists them.",
         )
     )
@@ -134,8 +140,12 @@ class TrainArgs:
         typer.Option(False, "--download", help="Download a missing MedMNIST file (needs internet).")
     )
     limit: int | None = _flag(
-        typer.Option(None, help="Use only the first N images of each split (quick trials).")
-    )
+        typer.Option(
+            None, help="Use N images of each split, every class in its share (seeded, the "
+            "same images each time; quick trials).",
+        )
+    )  # fmt: skip
+    skip_unreadable: bool = _flag(_SKIP_UNREADABLE)
     resume: bool = _flag(
         typer.Option(
             False, "--resume", help="Continue the run in --out after its last saved epoch."
@@ -176,7 +186,8 @@ class TrainArgs:
                 dataset=self.dataset, size=self.size, model=self.model, n_qubits=self.qubits,
                 heads=self.heads, pairs=_parse_pairs(self.pairs), schedule=schedule,
                 seed=self.seed, limit=self.limit, data_root=self.data_root,
-                download=self.download, device=self.device, precision=self.precision,
+                download=self.download, skip_unreadable=self.skip_unreadable,
+                device=self.device, precision=self.precision,
                 workers=self.workers,
             )  # fmt: skip
         except ValueError as exc:
@@ -239,16 +250,19 @@ def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
 
 
 def _report(result: RunResult, title: str) -> None:
+    from .train.metrics import format_metric
+
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
-    table = Table(title=title)
+    caption = "; ".join(result.notes) or None  # why an AUC is n/a
+    table = Table(title=title, caption=caption)
     for col in ("best epoch", "val ACC", "val AUC", "test ACC", "test AUC", "s / epoch", "best.pt"):
         table.add_column(col, justify="right")
     best, test = result.best, result.test
     row = (best["val_acc"], best["val_auc"], test.acc, test.auc)
     table.add_row(
         str(best["epoch"]),
-        *(f"{v:.4f}" for v in row),
+        *(format_metric(v) for v in row),
         f"{result.seconds_per_epoch:.1f}",
         str(result.out / "best.pt"),
     )
@@ -264,7 +278,8 @@ def datasets() -> None:
     for col in ("name", "source", "task", "classes", "train/val/test"):
         table.add_column(col)
     for row in dataset_infos():
-        table.add_row(row.name, row.source, row.task, str(row.classes), row.samples)
+        classes = "per sub-folder" if row.classes is None else str(row.classes)
+        table.add_row(row.name, row.source, row.task, classes, row.samples)
     Console().print(table)
 
 
@@ -606,9 +621,13 @@ def run(
         help="Backend name, options as a query string: statevector, shots?seed=1, "
         "fake_brisbane, 'mock?transient=0.3&inner=shots' (`qvit-hw backends` lists them).",
     ),
-    dataset: str | None = typer.Option(None, help="Data set (default: the bundle's own)."),
+    dataset: str | None = typer.Option(
+        None, help="Data set or an image folder's path (default: the bundle's own)."
+    ),
     split: str = typer.Option("test", help="train, val or test."),
-    limit: int | None = typer.Option(None, help="Only the first N images of the split."),
+    limit: int | None = typer.Option(
+        None, help="N images of the split, every class in its share (seeded, stable)."
+    ),
     shots: str = typer.Option(
         str(_SCHED.shots),
         callback=_shots_flag,
@@ -683,6 +702,7 @@ def run(
     ),
     seed: int = typer.Option(_SCHED.seed, help="Transpiler seed."),
     data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
+    skip_unreadable: bool = _SKIP_UNREADABLE,
 ) -> None:
     """Run a bundle's inference with every QNN row executed on a backend through the job
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
@@ -696,6 +716,7 @@ def run(
         options = RunOptions(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
+            skip_unreadable=skip_unreadable,
             scheduler=SchedulerConfig(
                 shots=count, max_copies=max_copies, packing=packing, job_size=job_size,
                 calibration_rows=calibration_rows,

@@ -139,7 +139,7 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
     cost = _read_json(path / "cost.json")
     if not isinstance(cost, dict):
         raise DataError(f"{path / 'cost.json'} holds a JSON {type(cost).__name__}; {_AGAIN}")
-    table = _read_predictions(path / "predictions.csv", images, classes)
+    table = _read_predictions(path / "predictions.csv", images, classes, run["classes"])
     rows = _read_npz(path / "rows.npz", ("names", *ROW_FIELDS))
     _check_rows(rows, images, path / "rows.npz")
     histograms = None
@@ -205,16 +205,27 @@ def _check_run(run: dict[str, Any], file: Path) -> None:
             raise DataError(f"{file}: its summary has no number {key!r}; {_AGAIN}")
 
 
-def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.ndarray]:
+def _read_predictions(
+    file: Path, images: int, classes: int, names: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """predictions.csv as arrays, after checking its header, every value and that it has a
-    row per image of run.json."""
+    row per image of run.json (and, where it has them, its class names: run.json's)."""
+    from .jobs.run import PREDICTION_NAMES
+
     header = ["image", "label", "pred", "pred_exact"]
     header += [f"prob_{c}" for c in range(classes)] + [f"prob_exact_{c}" for c in range(classes)]
     header += ["shots_used", "flip_probability"]
+    numeric = len(header)
     try:
         table = list(csv.reader(io.StringIO(file.read_bytes().decode(), newline="")))
     except (OSError, ValueError, csv.Error) as exc:  # ValueError: also UnicodeDecodeError
         raise DataError(f"{file} is not readable text ({one_line(exc)}); {_AGAIN}") from exc
+    named = bool(table) and table[0] == [*header, *PREDICTION_NAMES]
+    if named:  # runs since class names: their names after the numbers
+        header = table[0]
+        text = [r[numeric:] for r in table[1:]]
+        table = [r[:numeric] if len(r) == len(header) else r for r in table]
+        header = header[:numeric]
     if not table or table[0] != header:
         raise DataError(
             f"{file} does not start with the header `qvit-hw run` writes for {classes} "
@@ -254,6 +265,10 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
         and np.array_equal(ints[:, 3], probs_exact.argmax(axis=1))
     ):
         problem = "a prediction is not the most probable class"
+    if named and not problem and names is not None:
+        want = [[names[a], names[b], names[c]] for a, b, c in ints[:, 1:]]
+        if text != want:
+            problem = "its class names are not those of run.json for its indices"
     if problem:
         raise DataError(f"{file}: {problem}; {_AGAIN}")
     return {

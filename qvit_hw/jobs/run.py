@@ -50,7 +50,7 @@ from ..model import VisionTransformer
 from .adaptive import linearised, refine, row_correlations
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
-from .inputs import load_inputs
+from .inputs import data_notes, load_inputs
 from .journal import Journal
 from .mitigation import parse_mitigation
 from .retry import Retry
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from .preview import Preview
 
 RUN_FILE = "run.json"
+PREDICTION_NAMES = ("label_name", "pred_name", "pred_exact_name")  # predictions.csv's last
 JOURNAL_FILE = "journal.sqlite"
 OUTPUT_FILES = (
     "predictions.csv",
@@ -101,6 +102,7 @@ class RunOptions:
     batch_size: int = 8
     mitigate: str = "none"
     data_root: str | None = None
+    skip_unreadable: bool = False  # leave out an image folder's unreadable images
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     # --shots auto: rounds of shots to a target agreement (None: every row gets
@@ -180,6 +182,10 @@ def run_bundle(
             raise RunError(f"{backend.name}: not confirmed; nothing was submitted")
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
+    settings.update(data_fingerprint=data.fingerprint, data_root=data.root)
+    settings["data_notes"] = data_notes(data)  # the report gives them as reasons
+    for line in settings["data_notes"] if console is not None else ():
+        console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     settings["identity"] = {
         "backend": backend_identity(backend),
         **{k: settings[k] for k in IDENTITY_KEYS},
@@ -634,6 +640,8 @@ def _predictions_csv(
     shots: np.ndarray,
     flip: np.ndarray,
 ) -> bytes:
+    """One row per image: indices and probabilities per class index, then the class names
+    of its label and of both predictions."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     classes = range(probs.shape[1])
@@ -641,14 +649,16 @@ def _predictions_csv(
         ["image", "label", "pred", "pred_exact"]
         + [f"prob_{c}" for c in classes]
         + [f"prob_exact_{c}" for c in classes]
-        + ["shots_used", "flip_probability"]
+        + ["shots_used", "flip_probability", *PREDICTION_NAMES]
     )
+    name = data.classes
     for i in range(len(pred)):
         writer.writerow(
             [i, int(data.labels[i]), int(pred[i]), int(pred_exact[i])]
             + [f"{v:.17g}" for v in probs[i]]
             + [f"{v:.17g}" for v in exact[i]]
             + [int(shots[i]), f"{flip[i]:.6g}"]
+            + [name[data.labels[i]], name[pred[i]], name[pred_exact[i]]]
         )
     return buf.getvalue().encode()
 
