@@ -256,6 +256,11 @@ def truncate(name: str, keep: float):
 
 def label_as_predicted(rows):
     rows[1][1] = rows[1][2]  # image 0 now "correct": the accuracy the run recorded changes
+    rows[1][-3] = rows[1][-2]  # and its label's name with it
+
+
+def label_name_edited(rows):
+    rows[1][-3] = "cat"  # the class names after the numbers must be run.json's
 
 
 BAD_RUNS = {
@@ -288,9 +293,13 @@ BAD_RUNS = {
         edit_csv(lambda rows: rows[2].__setitem__(1, "10")),
         r"predictions\.csv: a label or prediction is not a class in 0\.\.9",
     ),
+    "predictions label name edited": (
+        edit_csv(label_name_edited),
+        r"predictions\.csv: its class names are not those of run\.json for its indices",
+    ),
     "predictions label edited": (
         edit_csv(label_as_predicted),
-        r": accuracy from the run's files is 0\.\d+, its run\.json summary says 0\.\d+; the run",
+        r": accuracy from the run's files is 0\.\d+, its run\.json summary says 0(\.\d+)?; the run",
     ),
     "run.json a list": (
         lambda run: (run / "run.json").write_text("[1, 2]"),

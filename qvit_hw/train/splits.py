@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..data import DEFAULT_NORMALIZATION, ImageSet, Normalization, load_split
 from ..errors import DataError
 from .options import TrainOptions
@@ -19,11 +21,20 @@ class Splits:
 
     def describe(self) -> dict[str, Any]:
         """What checkpoints and bundles record of the data: name, size, task, class names,
-        the source's fingerprint and, for an image folder, where it lay."""
+        the source's fingerprint, for an image folder where it lay, and the images of each
+        class in each split (after --limit)."""
         t = self.train
+        counts = {
+            s.split: dict(
+                zip(
+                    t.classes, np.bincount(s.labels, minlength=len(t.classes)).tolist(), strict=True
+                )
+            )
+            for s in (self.train, self.val, self.test)
+        }
         return {
             "name": t.name, "size": t.size, "task": t.task, "classes": list(t.classes),
-            "fingerprint": t.fingerprint, "root": t.root,
+            "fingerprint": t.fingerprint, "root": t.root, "images": counts,
         }  # fmt: skip
 
     def warnings(self) -> list[str]:

@@ -29,7 +29,7 @@ def test_teacher_pretrained_offline_is_one_line(
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    argv = ["qvit-hw", "distill", "--dataset", "digits", "--limit", "8", "--out", str(tmp_path)]
+    argv = ["qvit-hw", "distill", "--dataset", "digits", "--limit", "10", "--out", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", [*argv, "--teacher-pretrained"])
     with pytest.raises(SystemExit) as stop:
         main()
