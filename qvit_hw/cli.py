@@ -565,14 +565,14 @@ _SCHED, _RETRY = SchedulerConfig(), RetryConfig()
 _ADAPT = AdaptiveConfig()
 
 
-def _shots_flag(text: str) -> str:
-    """--shots: a whole number or auto (a usage error otherwise, exit 2)."""
-    if text.strip().lower() != "auto":
-        try:
-            int(text)
-        except ValueError:
-            raise typer.BadParameter(f"a whole number >= 1 or auto, not {text!r}") from None
-    return text
+def _shots_count(text: str) -> int | None:
+    """--shots: a whole number (None for auto); anything else one line, exit 1, as --shots 0."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        fail(f"--shots must be a whole number >= 1 or auto, got {text!r}")
 
 
 def _qpu_text(cost: dict[str, typing.Any]) -> str:
@@ -630,7 +630,6 @@ def run(
     ),
     shots: str = typer.Option(
         str(_SCHED.shots),
-        callback=_shots_flag,
         help="Shots per circuit (exact backends ignore them), or auto: rounds of shots per row "
         "until each image's prediction is settled (--target-agreement); calibration jobs then "
         f"take {_SCHED.shots:,}.",
@@ -709,10 +708,10 @@ def run(
     from .jobs.run import RunOptions, run_bundle
 
     try:
-        adaptive = None
-        if shots.strip().lower() == "auto":
+        adaptive, count = None, _shots_count(shots)
+        if count is None:
             adaptive = AdaptiveConfig(target_agreement, initial_shots, max_shots_per_row)
-        count = _SCHED.shots if adaptive is not None else int(shots)
+            count = _SCHED.shots
         options = RunOptions(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
@@ -762,6 +761,8 @@ def run(
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+    for note in summary.notes:
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}", highlight=False)
 
 
@@ -775,7 +776,9 @@ def report(
         None, help="A second run to show side by side (another backend, or no mitigation)."
     ),
     out: str | None = typer.Option(
-        None, help="Where report.json and report.html go; default: the run directory."
+        None,
+        help="Where report.json and report.html go; default: the run directory (with "
+        "--against: report-vs-<other run>.json and .html there).",
     ),
 ) -> None:
     """Fidelity report of a run: <Z> errors vs exact (per QNN, per physical qubit, against
@@ -793,9 +796,9 @@ def report(
         fail(one_line(exc))
     import json
 
-    for warning in json.loads(path.with_name("report.json").read_text()).get("warnings", []):
+    for warning in json.loads(path.with_suffix(".json").read_text()).get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {path.with_name('report.json')} and {path}", highlight=False)
+    console.print(f"wrote {path.with_suffix('.json')} and {path}", highlight=False)
 
 
 @app.command()
@@ -857,7 +860,62 @@ def _tidy_help() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+# `run --help` in panels, each option with a metavar saying what it takes (choices as
+# a|b|c); an option not listed here (one added later) stays under "Options"
+RUN_HELP: dict[str, dict[str, str | None]] = {
+    "Data": {"dataset": "NAME|PATH", "split": "train|val|test", "limit": "N",
+             "data_root": "PATH", "skip_unreadable": None, "batch_size": "N"},
+    "Backend and output": {"backend": "NAME[?K=V&...]", "out": "DIR", "resume": None,
+                           "overwrite": None, "dry_run": None, "yes": None},
+    "Shots and budget": {"shots": "N|auto", "target_agreement": "FRACTION",
+                         "initial_shots": "N", "max_shots_per_row": "N",
+                         "max_total_shots": "N", "max_qpu_seconds": "SECONDS"},
+    "Mitigation and packing": {"mitigate": "none|readout|readout-props[,learned]",
+                               "calibration_rows": "N", "max_copies": "K",
+                               "packing": "best|max|auto", "job_size": "E", "seed": "N"},
+    "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",
+                              "poll_interval": "SECONDS", "retries": "N",
+                              "retry_wait": "SECONDS"},
+}  # fmt: skip
+
+
+def _help_panels(command: str, panels: dict[str, dict[str, str | None]]) -> None:
+    """Put ``command``'s options into rich help panels with the metavars given; and every
+    command's positional arguments get their name in capitals (BUNDLE, not {bundle})."""
+    for info in app.registered_commands:
+        params = inspect.signature(info.callback).parameters.values()  # type: ignore[arg-type]
+        for param in params:
+            default = param.default
+            if isinstance(default, typer.models.ArgumentInfo) and default.metavar is None:
+                default.metavar = param.name.upper()
+            if info.callback.__name__ != command or not isinstance(  # type: ignore[union-attr]
+                default, typer.models.OptionInfo
+            ):
+                continue
+            for panel, metavars in panels.items():
+                if param.name in metavars:
+                    default.rich_help_panel = panel
+                    default.metavar = metavars[param.name] or default.metavar
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument._usage_display_name, "_plain", False):
+        return
+
+    def usage_name(self: TyperArgument) -> str:  # BUNDLE, not {BUNDLE}
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def type_name(self: TyperArgument, ctx: typing.Any) -> str | None:  # BUNDLE, not <str>
+        return None if self.metavar is not None else shown_argument(self, ctx)
+
+    shown_argument = TyperArgument.display_type_rich
+    usage_name._plain = True  # type: ignore[attr-defined]
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = type_name  # type: ignore[method-assign]
+
+
 _tidy_help()
+_help_panels("run", RUN_HELP)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -765,7 +766,9 @@ def write_report(
     out: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write report.json and report.html for ``run_dir`` (beside ``against`` if given) into
-    ``out`` (default: the run directory); returns the HTML's path."""
+    ``out`` (default: the run directory; there a comparison is
+    ``report-vs-<against's folder name>.{json,html}``, so the run's own report stays);
+    returns the HTML's path."""
     if out is not None:
         check_out_dir(out)
     runs = [load_run(run_dir)] + ([load_run(against)] if against is not None else [])
@@ -779,6 +782,15 @@ def write_report(
     if against is not None:
         doc["against"] = reports[1][0]
         doc["warnings"] = warnings
-    write_atomic(out / REPORT_JSON, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    write_atomic(out / REPORT_HTML, render_html(reports, warnings))
-    return out / REPORT_HTML
+    page = out / REPORT_HTML
+    if against is not None and out == Path(run_dir):
+        page = out / f"report-vs-{comparison_name(against)}.html"
+    write_atomic(page.with_suffix(".json"), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    write_atomic(page, render_html(reports, warnings))
+    return page
+
+
+def comparison_name(against: str | os.PathLike[str]) -> str:
+    """The other run's folder name as a file name part (`report --against`)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(against).resolve().name).strip("._")
+    return name or "other"

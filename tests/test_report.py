@@ -44,7 +44,8 @@ def runs(bundle, tmp_path_factory) -> dict[str, Path]:
     out = {name: root / name for name in settings}
     for name, options in settings.items():
         run_bundle(options, out[name])
-    result = runner.invoke(app, ["report", str(out["fake"]), "--against", str(out["shots"])])
+    args = ["report", str(out["fake"]), "--against", str(out["shots"]), "--out", str(out["fake"])]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -440,6 +441,23 @@ def test_compared_runs_that_differ_say_so_in_one_line_each(runs, tmp_path):
                                "--out", str(tmp_path / "same")])  # fmt: skip
     assert same.exit_code == 0 and "warning" not in same.output
     assert json.loads((tmp_path / "same" / "report.json").read_text())["warnings"] == []
+
+
+def test_against_writes_its_own_file_and_leaves_each_runs_report(runs, tmp_path):
+    """Finding 4: `report A --against B` replaced A's own report.html."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(runs["statevector"], a)
+    shutil.copytree(runs["shots"], b)
+    for run in (a, b):
+        assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    own = {run: (run / "report.html").read_bytes() for run in (a, b)}
+    result = runner.invoke(app, ["report", str(a), "--against", str(b)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {a / 'report-vs-b.json'} and {a / 'report-vs-b.html'}" in result.output
+    assert {run: (run / "report.html").read_bytes() for run in (a, b)} == own
+    doc = json.loads((a / "report-vs-b.json").read_text())
+    assert doc["against"]["backend"] == "shots"
+    assert sorted(p.name for p in b.iterdir()) == sorted(p.name for p in runs["shots"].iterdir())
 
 
 def test_side_by_side_plots_share_one_colour_scale(runs, tmp_path, monkeypatch):

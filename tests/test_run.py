@@ -268,6 +268,7 @@ def unnamed_bundle(tmp_path_factory) -> str:
         (("--backend", "statevectr"), "unknown backend 'statevectr'; did you mean statevector?"),
         (("--backend", "ibm_fez?local=1&shot=2"), "backend ibm_fez: unknown option 'shot'"),
         (("--shots", "0"), "--shots must be a whole number >= 1, got 0"),
+        (("--shots", "lots"), "--shots must be a whole number >= 1 or auto, got 'lots'"),
         (("--backend", "mock?max_shots=100", "--shots", "1000"),
          "1000 shots per circuit exceed mock's limit of 100"),
         (("--backend", "mock?max_executions=1000", "--shots", "5000"),

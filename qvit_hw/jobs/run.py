@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -137,6 +138,7 @@ class RunSummary:
     z_mae: float  # mean |estimate - exact| over every row and qubit
     z_mae_raw: float  # the same before readout mitigation
     cost: dict[str, Any]
+    notes: tuple[str, ...] = ()  # about the images: a class missing (AUC n/a), files left out
 
 
 def run_bundle(
@@ -172,6 +174,8 @@ def run_bundle(
         _check_replaceable(out)
     else:
         _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
+        if not resume:
+            _check_new_folder(out)
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     backend.target.job_capacity(options.scheduler.shots)  # JobTooLargeError if none fits
     model, data, norm = load_inputs(options)
@@ -183,9 +187,7 @@ def run_bundle(
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
     settings.update(data_fingerprint=data.fingerprint, data_root=data.root)
-    settings["data_notes"] = data_notes(data)  # the report gives them as reasons
-    for line in settings["data_notes"] if console is not None else ():
-        console.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
+    settings["data_notes"] = data_notes(data)  # the summary and the report give them
     settings["identity"] = {
         "backend": backend_identity(backend),
         **{k: settings[k] for k in IDENTITY_KEYS},
@@ -427,12 +429,15 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
 # the report `qvit-hw report` writes into the run by default
 _RUN_EXTRAS = ("journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal",
                "report.json", "report.html", ".lock")  # fmt: skip
+_COMPARISON = re.compile(r"report-vs-[A-Za-z0-9_.-]+\.(json|html)")  # `report --against`
 
 
 def _not_a_run(out: Path) -> str:
     """Why ``out`` is not a folder `--overwrite` may empty ("" if it is a run, or empty)."""
-    if not out.exists() or not any(out.iterdir()):
-        return ""
+    from ..files import LOCK_FILE
+
+    if not out.exists() or all(e.name == LOCK_FILE for e in out.iterdir()):
+        return ""  # new, empty, or created just now under its lock
     try:
         record = json.loads((out / RUN_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
@@ -441,9 +446,24 @@ def _not_a_run(out: Path) -> str:
         return f"it has no {RUN_FILE} of a qvit-hw run"
     allowed = {RUN_FILE, JOURNAL_FILE, *OUTPUT_FILES, *_RUN_EXTRAS}
     for entry in sorted(out.iterdir()):
-        if entry.name not in allowed or entry.is_symlink() or not entry.is_file():
+        ours = entry.name in allowed or _COMPARISON.fullmatch(entry.name)
+        if not ours or entry.is_symlink() or not entry.is_file():
             return f"it holds {entry.name}, which a run does not write"
     return ""
+
+
+def _check_new_folder(out: Path) -> None:
+    """A new run goes into a missing or empty folder: never beside the user's files."""
+    from ..files import LOCK_FILE
+
+    if out.is_dir():
+        foreign = sorted(e.name for e in out.iterdir() if e.name != LOCK_FILE)
+        if foreign:
+            raise RunError(
+                f"--out: {out} is not empty (it holds {foreign[0]}"
+                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); a run needs a "
+                "new or empty folder: choose another --out"
+            )
 
 
 def _check_replaceable(out: Path) -> None:
@@ -534,13 +554,14 @@ def _finish(
         z_mae=float(np.abs(rows["estimate"] - rows["exact"]).mean()),
         z_mae_raw=float(np.abs(rows["estimate_raw"] - rows["exact"]).mean()),
         cost=cost,
+        notes=tuple(settings.get("data_notes", ())),
     )
     calibrations = {name: cal.to_dict() for name, cal in runner.calibrations().items()}
     corrections = {
         name: {kind: c.to_dict() for kind, c in by_kind.items()}
         for name, by_kind in runner.fitted().items()
     }
-    result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
+    result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost", "notes")}
     result["stages"] = _stage_table(
         runner.mitigation, rows, executor, inferred.stages, pred, pred_exact
     )

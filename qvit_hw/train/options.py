@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import dataset_source
+from ..data import SIZES, dataset_source
 from ..files import to_json
 from ..model import ModelConfig
 
@@ -70,6 +70,11 @@ class TrainOptions:
         dataset, root = dataset_source(self.dataset, self.data_root)
         object.__setattr__(self, "dataset", dataset)
         object.__setattr__(self, "data_root", root)
+        if self.size not in SIZES:  # before the model's own check, which speaks of patch_size
+            raise ValueError(
+                f"--size must be {' or '.join(map(str, SIZES))} (the paper's two inputs: 2x2 and "
+                f"16x16 patches), got {self.size}"
+            )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.precision not in ("32", "bf16", "16-mixed"):

@@ -99,3 +99,13 @@ def test_clear_run_keeps_user_files_and_empty_stages_go(tmp_path: Path) -> None:
     clear_run(tmp_path)
     assert sorted(user_files(tmp_path)) == ["other/last.pt", "teacher/mine.txt"]
     assert not (tmp_path / "kd").exists()  # emptied, so removed
+
+
+def test_a_size_the_model_does_not_take_names_the_flag() -> None:
+    """Finding 6: --size 64 spoke of patch_size, which is no option of train."""
+    args = ["train", "--dataset", "digits", "--size", "64", "--out", "never"]
+    line = error_line(CliRunner().invoke(app, args))
+    assert line == (
+        "error: --size must be 28 or 224 (the paper's two inputs: 2x2 and 16x16 patches), got 64"
+    )
+    assert not Path("never").exists()
