@@ -533,17 +533,46 @@ def transpile(
 
 
 @app.command()
-def backends() -> None:
-    """List every backend `run` accepts, what it needs and its options (name?key=value)."""
-    from .backends import backend_infos
+def backends(
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the list as JSON (name, what, needs, options, status)."
+    ),
+) -> None:
+    """List every backend `run` accepts, whether it is ready here (credentials found, local
+    servers running) or what it needs, and its options (name?key=value)."""
+    import json
+    from dataclasses import asdict
 
-    table = Table(title="Backends (--backend NAME or NAME?option=value&...)")
-    for col in ("name", "what", "needs", "options", "status"):
-        table.add_column(col)
+    from .backends import backend_infos
+    from .backends.registry import readiness
+
+    rows = []
     for info in backend_infos():
-        status = "available" if info.available else "next release"
-        style = None if info.available else "dim"
-        table.add_row(info.name, info.description, info.needs, info.options, status, style=style)
+        status = readiness(info.name) if info.available else "next release"
+        rows.append({**asdict(info), "status": status})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Backends (--backend NAME or NAME?option=value&...)", show_lines=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", max_width=12)
+    table.add_column("what, needs, options", ratio=1)
+    for row in rows:
+        style = (
+            None
+            if row["status"] == "ready"
+            else "dim"
+            if row["status"] == "next release"
+            else "yellow"
+        )
+        detail = row["description"]
+        if row["needs"] != "-":
+            detail += f"\n[bold]needs:[/] {row['needs']}"
+        if row["options"] != "-":
+            detail += f"\n[bold]options:[/] {row['options']}"
+        table.add_row(
+            row["name"], f"[{style}]{row['status']}[/]" if style else row["status"], detail
+        )
     Console().print(table)
 
 
@@ -870,7 +899,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
     "Shots and budget": {"shots": "N|auto", "target_agreement": "FRACTION",
                          "initial_shots": "N", "max_shots_per_row": "N",
                          "max_total_shots": "N", "max_qpu_seconds": "SECONDS"},
-    "Mitigation and packing": {"mitigate": "none|readout|readout-props[,learned]",
+    "Mitigation and packing": {"mitigate": "LIST",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",

@@ -337,3 +337,17 @@ def test_backends_lists_every_kind():
     assert result.exit_code == 0
     for name in ("statevector", "shots", "fake_<device>", "mock", "ibm_<device>"):
         assert name in result.output
+
+
+def test_run_help_is_grouped_with_choices_and_a_bundle_metavar():
+    """Finding 8: one panel of 28 options shown as <str>/<int>, usage `{bundle}`."""
+    result = cli("run", "--help")
+    assert result.exit_code == 0
+    text = result.output
+    assert "run [OPTIONS] BUNDLE" in text and "{bundle}" not in text
+    assert "<str>" not in text and "<int>" not in text and "<float>" not in text
+    panels = ["Backend and output", "Data", "Shots and budget", "Mitigation and packing",
+              "Scheduler and retries"]  # fmt: skip
+    assert [p for p in panels if f"─ {p} ─" in text] == panels
+    for choices in ("train|val|test", "best|max|auto", "N|auto", "NAME|PATH"):
+        assert choices in text
