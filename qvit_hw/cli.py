@@ -783,7 +783,8 @@ def run(
         ("copies per execution", ", ".join(map(str, cost["packing"].values()))),
         ("jobs (submitted / reused / retries)",
          f"{cost['jobs']} ({cost['submitted']} / {cost['reused']} / {cost['retries']})"),
-        ("shots taken (per image)", f"{cost['shots']:,} ({cost['shots'] / cost['images']:,.0f})"),
+        ("shots the device ran (per image)",
+         f"{cost['shots']:,} ({cost['shots'] / cost['images']:,.0f})"),
         ("QPU seconds", _qpu_text(cost)),
         ("wall seconds", f"{cost['wall_seconds']:.1f}"),
     ]  # fmt: skip

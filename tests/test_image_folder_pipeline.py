@@ -138,4 +138,4 @@ def test_a_dicom_folder_trains_and_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = predictions(tmp_path / "r")
     assert len(rows) == 6 and {r["label_name"] for r in rows} == {"lesion", "normal"}
-    assert all(int(r["shots_used"]) > 0 for r in rows)
+    assert all(int(r["row_shots"]) > 0 for r in rows)

@@ -8,7 +8,9 @@ exact model runs beside it for reference. A run directory holds:
                      summary; written first, so a run that stopped says so
     journal.sqlite   every job (`Journal`); kept for --resume
     predictions.csv  image, label, pred, pred_exact, then prob_<class> and
-                     prob_exact_<class> per class
+                     prob_exact_<class> per class, row_shots (the shots behind the image's
+                     rows: a packed execution's shots count for each of its rows),
+                     flip_probability, then the class names of label, pred, pred_exact
     rows.npz         one entry per QNN row (see `executor.ROW_FIELDS`) plus ``names``
     histograms.npz   sampling backends: for a sample of rows (the first executions of each
                      job) ``row`` ids into rows.npz, measured ``counts`` (S, 2^n, raw, not
@@ -526,6 +528,8 @@ def _finish(
         "templates": stats.templates,
         "row_shots": int(shots.sum()),  # shots behind every row (packed rows share shots)
         "row_shots_per_image": float(shots.mean()),
+        # the one "shots per image": every shot the device ran (calibration too) / images
+        "shots_per_image": stats.shots / images,
         **_qpu_seconds(stats),
     }
     if inferred.rounds:
@@ -670,7 +674,7 @@ def _predictions_csv(
         ["image", "label", "pred", "pred_exact"]
         + [f"prob_{c}" for c in classes]
         + [f"prob_exact_{c}" for c in classes]
-        + ["shots_used", "flip_probability", *PREDICTION_NAMES]
+        + ["row_shots", "flip_probability", *PREDICTION_NAMES]
     )
     name = data.classes
     for i in range(len(pred)):
