@@ -608,13 +608,28 @@ def _qpu_text(cost: dict[str, typing.Any]) -> str:
     if cost.get("qpu_seconds") is not None:
         return f"{cost['qpu_seconds']:,.1f} (measured by the service)"
     if cost.get("qpu_seconds_estimated") is not None:
-        return f"{cost['qpu_seconds_estimated']:,.1f} (estimated)"
+        return f"{cost['qpu_seconds_estimated']:,.1f} (estimated, a lower bound)"
     return "n/a (no device durations)"
 
 
-def _print_preview(preview: typing.Any, title: str) -> None:
-    table = Table(title=title, show_header=False)
-    for key, value in preview.table():
+def _price_row(seconds: float | None, price: float | None) -> tuple[str, str] | None:
+    """QPU seconds in money at the user's --price-per-qpu-second, labelled with its source
+    and today's date (None without a price)."""
+    if price is None:
+        return None
+    from datetime import date
+
+    key = f"at {price:g} per QPU second (your --price-per-qpu-second, {date.today()})"
+    return key, "n/a (no QPU-second figure)" if seconds is None else f"{seconds * price:,.2f}"
+
+
+def _print_preview(preview: typing.Any, title: str, price: float | None = None) -> None:
+    from .jobs.cost import LOWER_BOUND
+
+    table = Table(title=title, show_header=False, caption=f"QPU seconds: {LOWER_BOUND}")
+    rows = list(preview.table())
+    money = _price_row(preview.total.qpu_seconds, price)
+    for key, value in [*rows, *([money] if money else [])]:
         table.add_row(key, value)
     Console().print(table)
 
@@ -731,6 +746,11 @@ def run(
     seed: int = typer.Option(_SCHED.seed, help="Transpiler seed."),
     data_root: str | None = typer.Option(None, help="MedMNIST folder or image folder."),
     skip_unreadable: bool = _SKIP_UNREADABLE,
+    price_per_qpu_second: float | None = typer.Option(
+        None,
+        help="Also give QPU seconds in money at this price (yours to look up: IBM's "
+        "Pay-As-You-Go plan listed 96 USD a minute, 1.60 a second, in 2024).",
+    ),
 ) -> None:
     """Run a bundle's inference with every QNN row executed on a backend through the job
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
@@ -758,7 +778,8 @@ def run(
         if dry_run:
             from .jobs.preview import preview
 
-            _print_preview(preview(options), f"{bundle} on {backend} (dry run: nothing submitted)")
+            title = f"{bundle} on {backend} (dry run: nothing submitted)"
+            _print_preview(preview(options), title, price_per_qpu_second)
             return
         summary = run_bundle(options, out, resume=resume, console=console,
                              confirm=_confirmation(yes), overwrite=overwrite)  # fmt: skip
@@ -788,6 +809,8 @@ def run(
         ("QPU seconds", _qpu_text(cost)),
         ("wall seconds", f"{cost['wall_seconds']:.1f}"),
     ]  # fmt: skip
+    seconds = cost.get("qpu_seconds") or cost.get("qpu_seconds_estimated")
+    rows += [money] if (money := _price_row(seconds, price_per_qpu_second)) else []
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
@@ -899,7 +922,8 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                            "overwrite": None, "dry_run": None, "yes": None},
     "Shots and budget": {"shots": "N|auto", "target_agreement": "FRACTION",
                          "initial_shots": "N", "max_shots_per_row": "N",
-                         "max_total_shots": "N", "max_qpu_seconds": "SECONDS"},
+                         "max_total_shots": "N", "max_qpu_seconds": "SECONDS",
+                         "price_per_qpu_second": "PRICE"},
     "Mitigation and packing": {"mitigate": "LIST",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},

@@ -62,6 +62,7 @@ class Preview:
     data: Tally = field(default_factory=Tally)  # every row at the run's (first-round) shots
     calibration: Tally = field(default_factory=Tally)
     ceiling: Tally | None = None  # adaptive: every row at --max-shots-per-row
+    priced_on: str = ""  # the device data the plan used, where it is not the live device's
 
     @property
     def total(self) -> Tally:
@@ -88,8 +89,12 @@ class Preview:
              f"{self.calibration.shots:,}"),
             ("total: jobs / executions / shots",
              f"{total.jobs} / {total.executions:,} / {total.shots:,}"),
-            ("estimated QPU seconds", seconds(total)),
+            ("estimated QPU seconds (a lower bound)", seconds(total)),
+            ("shots per image (the device's shots / images)",
+             f"{total.shots / max(1, self.images):,.0f}"),
         ]  # fmt: skip
+        if self.priced_on:
+            rows.insert(0, ("priced on", self.priced_on))
         if self.ceiling is not None:
             rows.append(
                 ("ceiling (every row at --max-shots-per-row): shots / QPU s",
@@ -106,16 +111,18 @@ class Preview:
 def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Preview:
     """Plan ``options``' run without submitting anything (``backend`` and ``loaded``, the
     model, images and normalisation, where the caller has them already)."""
-    from ..backends import get_backend
     from ..data import to_tensor
     from .inputs import load_inputs
 
-    backend = get_backend(options.backend) if backend is None else backend
+    priced_on = ""
+    if backend is None:
+        backend, priced_on = _backend_or_snapshot(options.backend)
     model, data, norm = load_inputs(options) if loaded is None else loaded
     runner = QNNRunner(backend, options.scheduler, mitigation=options.mitigate)
     adaptive = options.adaptive
     shots = None if adaptive is None else adaptive.initial_shots
-    result = Preview(backend.name, len(data), ceiling=None if adaptive is None else Tally())
+    result = Preview(backend.name, len(data), ceiling=None if adaptive is None else Tally(),
+                     priced_on=priced_on)  # fmt: skip
     specs: list[Any] = []
 
     def planning(spec: Any, weights: torch.Tensor, angles: torch.Tensor, names: Any = ()):
@@ -140,3 +147,21 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
         for _, jobs in runner.calibration_plan(spec):
             result.calibration.add(jobs, runner)
     return result
+
+
+def _backend_or_snapshot(name: str) -> tuple[Any, str]:
+    """The backend ``name`` names, or, for a live IBM device without credentials, its offline
+    snapshot (``?local=1``: the same plan and cost code) with a line saying so."""
+    from ..backends import get_backend, parse_name
+    from ..errors import CredentialsError
+
+    try:
+        return get_backend(name), ""
+    except CredentialsError:
+        base, query = parse_name(name)
+        if not base.startswith("ibm_") or query.get("local") not in (None, "0"):
+            raise
+        stand_in = get_backend(base, **{**query, "local": "1"})
+        device = stand_in.target.device
+        source = device.source.split(", ", 1)[-1] if device is not None else "its snapshot"
+        return stand_in, f"{base}'s offline snapshot ({source}): no IBM credentials here"
