@@ -62,6 +62,8 @@ class Preview:
     data: Tally = field(default_factory=Tally)  # every row at the run's (first-round) shots
     calibration: Tally = field(default_factory=Tally)
     ceiling: Tally | None = None  # adaptive: every row at --max-shots-per-row
+    expected: Tally | None = None  # adaptive: from a simulated sample (`expected_adaptive`)
+    expected_from: str = ""  # what `expected` rests on
     priced_on: str = ""  # the device data the plan used, where it is not the live device's
 
     @property
@@ -95,6 +97,12 @@ class Preview:
         ]  # fmt: skip
         if self.priced_on:
             rows.insert(0, ("priced on", self.priced_on))
+        if self.expected is not None:
+            e = self.expected
+            rows.append(
+                (f"expected ({self.expected_from}): jobs / shots / QPU s",
+                 f"{e.jobs} / {e.shots + self.calibration.shots:,} / {seconds(e)}")
+            )  # fmt: skip
         if self.ceiling is not None:
             rows.append(
                 ("ceiling (every row at --max-shots-per-row): shots / QPU s",
@@ -146,7 +154,50 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
     for spec in specs:
         for _, jobs in runner.calibration_plan(spec):
             result.calibration.add(jobs, runner)
+    if adaptive is not None and result.rows:
+        result.expected, result.expected_from = expected_adaptive(
+            options, (model, data, norm), result, backend
+        )
     return result
+
+
+EXPECTED_SAMPLE = 16  # images an adaptive dry run simulates for its expected figure
+
+
+def expected_adaptive(
+    options: RunOptions, loaded: Any, plan: Preview, backend: Any
+) -> tuple[Tally, str]:
+    """An adaptive run's expected cost: its rounds simulated on up to `EXPECTED_SAMPLE`
+    images (`ImageSet.subset`) with ideal sampling (backend ``shots``, seed 0: shot noise
+    alone, so hardware noise needs more), scaled to the plan: shots and shot seconds by
+    the sample's rows' shots over the first round's, jobs by its mean rounds per batch,
+    each job with the device's per-job overhead."""
+    from ..backends import get_backend
+    from .cost import job_overhead
+    from .executor import SchedulerExecutor
+    from .run import _infer
+
+    model, data, norm = loaded
+    adaptive = options.adaptive
+    sample = data.subset(min(len(data), EXPECTED_SAMPLE))
+    runner = QNNRunner(get_backend("shots?seed=0"), options.scheduler)
+    inferred = _infer(
+        model, sample, norm, SchedulerExecutor(runner), options.batch_size, None, 0, adaptive
+    )
+    spent = float(np.concatenate(inferred.shots).mean())  # row shots per image, all rounds
+    first = plan.rows / plan.images * adaptive.initial_shots  # the same, first round only
+    factor = spent / first
+    batches = max(1, len({r["batch"] for r in inferred.rounds}))
+    rounds = len(inferred.rounds) / batches
+    jobs = max(plan.data.jobs, round(plan.data.jobs * rounds))
+    seconds = None
+    if plan.data.qpu_seconds is not None:
+        overhead = job_overhead(backend)
+        shot_seconds = plan.data.qpu_seconds - plan.data.jobs * overhead
+        seconds = shot_seconds * factor + jobs * overhead + (plan.calibration.qpu_seconds or 0)
+    executions = round(plan.data.executions * rounds)
+    tally = Tally(jobs, executions, round(plan.data.shots * factor), seconds)
+    return tally, f"ideal shot noise on {len(sample)} images, {rounds:.1f} rounds"
 
 
 def _backend_or_snapshot(name: str) -> tuple[Any, str]:

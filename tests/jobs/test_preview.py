@@ -178,3 +178,21 @@ def test_qpu_seconds_count_ibms_per_job_overhead(bundle):
     assert JOB_OVERHEAD["ibm"] == pytest.approx(3.0) and total.jobs >= 2
     assert total.shots * per_shot + overhead < total.qpu_seconds
     assert total.qpu_seconds < total.shots * 1.2 * per_shot + overhead
+
+
+def test_an_adaptive_dry_run_gives_an_expected_figure_that_a_run_meets(bundle, tmp_path):
+    """Finding 7: an adaptive dry run gave only a range (first round to ceiling, 685 s to
+    106,335 s); the expected figure simulates the rounds (ideal shot noise) on a sample."""
+    from qvit_hw.jobs.run import run_bundle
+
+    adaptive = AdaptiveConfig(initial_shots=100, max_shots_per_row=3200)
+    options = RunOptions(bundle, backend="shots?seed=0", limit=4, batch_size=2,
+                         adaptive=adaptive)  # fmt: skip
+    plan = preview(options)
+    assert plan.expected_from.startswith("ideal shot noise on 4 images")
+    assert plan.data.shots <= plan.expected.shots <= plan.ceiling.shots
+    ran = run_bundle(options, tmp_path / "run")  # the same images, the same noise
+    assert plan.expected.shots == ran.cost["shots"]
+    fake = preview(RunOptions(bundle, backend="fake_brisbane", limit=4, adaptive=adaptive))
+    assert fake.data.qpu_seconds <= fake.expected.qpu_seconds < fake.ceiling.qpu_seconds
+    assert any(k.startswith("expected (ideal shot noise") for k, _ in fake.table())
