@@ -399,11 +399,19 @@ def hellinger_fidelity(counts: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.sqrt(p * q).sum(axis=1) ** 2
 
 
-def _task(run: dict[str, Any], classes: int) -> str:
-    from .data import dataset_infos
+TASKS = ("binary-class", "multi-class", "ordinal-regression")
 
-    tasks = {info.name: info.task for info in dataset_infos()}
-    return tasks.get(run.get("dataset", ""), "binary-class" if classes == 2 else "multi-class")
+
+def _task(run: dict[str, Any], classes: int) -> str:
+    """The run's task as it recorded it, else MedMNIST's for its data set, else from its
+    class count (an image folder of two classes is binary)."""
+    from .data import MEDMNIST, dataset_infos
+
+    if run.get("task") in TASKS:
+        return str(run["task"])
+    if run.get("dataset") in MEDMNIST:
+        return {info.name: info.task for info in dataset_infos()}[run["dataset"]]
+    return "binary-class" if classes == 2 else "multi-class"
 
 
 def _plain(x: float) -> float | None:

@@ -139,3 +139,22 @@ def test_a_dicom_folder_trains_and_runs_end_to_end(tmp_path: Path) -> None:
     rows = predictions(tmp_path / "r")
     assert len(rows) == 6 and {r["label_name"] for r in rows} == {"lesion", "normal"}
     assert all(int(r["row_shots"]) > 0 for r in rows)
+
+
+def test_the_folder_is_a_data_set_of_its_own_in_datasets_and_the_report(
+    folder_bundle: Path, tmp_path: Path
+) -> None:
+    """Finding 3: `datasets` listed image folders as oasis, 4 classes, multi-class; the
+    report called a 2-class folder multi-class and showed classes as 0/1."""
+    result = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "200"})  # a row a line
+    listing = " ".join(result.output.split())
+    assert "│ folder │ image folder │ from its folders │ per sub-folder │" in listing
+    assert "│ oasis │ image folder │ multi-class │ 4 │ OASIS (--data-root) │" in listing
+    out = tmp_path / "r"
+    assert invoke("run", folder_bundle, "--limit", 6, "--out", out).exit_code == 0
+    assert invoke("report", out).exit_code == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["predictions"]["task"] == "binary-class"
+    assert doc["dataset"] == "folder" and doc["classes"] == ["no", "yes"]
+    page = (out / "report.html").read_text()
+    assert "classes <b>0: no, 1: yes</b>" in page and "data set <b>folder (/" in page

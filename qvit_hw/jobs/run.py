@@ -188,7 +188,7 @@ def run_bundle(
             raise RunError(f"{backend.name}: not confirmed; nothing was submitted")
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
-    settings.update(data_fingerprint=data.fingerprint, data_root=data.root)
+    settings.update(data_fingerprint=data.fingerprint, data_root=data.root, task=data.task)
     settings["data_notes"] = data_notes(data)  # the summary and the report give them
     settings["identity"] = {
         "backend": backend_identity(backend),
