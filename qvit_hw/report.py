@@ -654,7 +654,7 @@ SUMMARY_ROWS = (
     ("QPU seconds, measured by the service", ("cost", "qpu_seconds")),
     ("QPU seconds, the service's estimate", ("cost", "qpu_seconds_service_estimate")),
     (
-        "QPU seconds, estimated by qvit-hw (repetition delay + circuit per shot)",
+        "QPU seconds, estimated by qvit-hw (a lower bound: shots and per-job overhead)",
         ("cost", "qpu_seconds_estimated"),
     ),
     ("QPU seconds: where the figure comes from", ("cost", "qpu_seconds_source")),

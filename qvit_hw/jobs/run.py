@@ -628,7 +628,10 @@ def _qpu_seconds(stats: Any) -> dict[str, Any]:
     if stats.qpu_seconds is not None:
         source = "reported by the service"
     elif stats.qpu_seconds_estimated is not None:
-        source = "estimated (qvit_hw.jobs.cost: repetition delay + circuit duration per shot)"
+        source = (
+            "estimated, a lower bound (qvit_hw.jobs.cost: repetition delay + circuit duration "
+            "per shot, IBM's per-job overhead; per-circuit loading not counted)"
+        )
     else:
         source = "unknown: the backend's device gives no durations (an ideal simulator)"
     return {"qpu_seconds_source": source}
