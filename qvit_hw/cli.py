@@ -968,8 +968,24 @@ def _help_panels(command: str, panels: dict[str, dict[str, str | None]]) -> None
     TyperArgument.display_type_rich = type_name  # type: ignore[method-assign]
 
 
+# `train` and `distill` share their flags (`TrainArgs`): one table serves both
+TRAIN_HELP: dict[str, dict[str, str | None]] = {
+    "Data": {"dataset": "NAME|PATH", "size": "28|224", "data_root": "PATH", "download": None,
+             "limit": "N", "skip_unreadable": None},
+    "Model": {"model": "qvit|vit", "qubits": "N", "heads": "N", "pairs": "I-J,..."},
+    "Schedule": {"epochs": "N", "lr": "RATE", "batch_size": "N", "seed": "N"},
+    "Output": {"out": "DIR", "resume": None, "overwrite": None},
+    "Compute": {"device": "auto|cpu|cuda[:N]|mps", "precision": "32|bf16|16-mixed",
+                "workers": "N", "nproc": "N"},
+}  # fmt: skip
+
+
 _tidy_help()
 _help_panels("run", RUN_HELP)
+_help_panels("train", TRAIN_HELP)  # the same option objects serve distill
+_help_panels("distill", {"Teacher and distillation": {
+    "kd_epochs": "N", "teacher_epochs": "N", "teacher_lr": "RATE", "teacher_checkpoint": "PATH",
+    "teacher_weights": "PATH", "teacher_pretrained": None}})  # fmt: skip
 
 
 def main() -> None:

@@ -109,3 +109,11 @@ def test_a_size_the_model_does_not_take_names_the_flag() -> None:
         "error: --size must be 28 or 224 (the paper's two inputs: 2x2 and 16x16 patches), got 64"
     )
     assert not Path("never").exists()
+
+
+@pytest.mark.parametrize("name", ["train", "distill"])
+def test_help_is_grouped_in_panels_with_choices(name: str) -> None:
+    text = CliRunner().invoke(app, [name, "--help"]).output
+    panels = ["Data", "Model", "Schedule", "Output", "Compute"]
+    assert [p for p in panels if f"─ {p} ─" in text] == panels
+    assert "28|224" in text and "qvit|vit" in text and "<int>" not in text
