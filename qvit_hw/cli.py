@@ -756,8 +756,9 @@ def run(
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
     from .jobs.run import RunOptions, run_bundle
 
+    count = _shots_count(shots)  # one line and exit 1 for a bad value, before anything runs
     try:
-        adaptive, count = None, _shots_count(shots)
+        adaptive = None
         if count is None:
             adaptive = AdaptiveConfig(target_agreement, initial_shots, max_shots_per_row)
             count = _SCHED.shots

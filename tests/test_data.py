@@ -241,7 +241,7 @@ def test_sixteen_bit_and_float_grayscale_read_as_their_eight_bit_selves(
 
 
 def test_dicom_is_read_through_its_rescale_and_window(tmp_path: Path, image_folder) -> None:
-    from conftest import write_dicom
+    from image_files import write_dicom
 
     made = image_folder(tmp_path, {"a": 2, "b": 2}, "dcm")
     v = made["a"][1]

@@ -33,7 +33,7 @@ def predictions(run: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def sorted_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two classes, 100 PNGs each, as a camera roll lists them: every 'no' before 'yes'."""
-    from conftest import write_image_folder
+    from image_files import write_image_folder
 
     root = tmp_path_factory.mktemp("mri") / "brain"
     write_image_folder(root, {"no": 100, "yes": 100}, "png8")
@@ -112,7 +112,7 @@ def test_a_split_of_one_class_is_refused_in_train_and_explained_in_run(
 def test_a_folder_of_other_class_names_is_refused_naming_both(
     folder_bundle: Path, tmp_path: Path
 ) -> None:
-    from conftest import write_image_folder
+    from image_files import write_image_folder
 
     write_image_folder(tmp_path / "other", {"healthy": 10, "tumor": 10})
     line = error_line(invoke("run", folder_bundle, "--dataset", tmp_path / "other",
@@ -126,7 +126,7 @@ def test_a_folder_of_other_class_names_is_refused_naming_both(
 
 
 def test_a_dicom_folder_trains_and_runs_end_to_end(tmp_path: Path) -> None:
-    from conftest import write_image_folder
+    from image_files import write_image_folder
 
     write_image_folder(tmp_path / "ct", {"normal": 15, "lesion": 15}, "dcm")
     args = ("--epochs", 1, "--limit", 8, "--out", tmp_path / "t")

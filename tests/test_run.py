@@ -306,8 +306,8 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(bundle, tmp_path, kind):
     assert blocker.read_text() == "the user's file"
 
 
-@pytest.mark.parametrize("args", [("--shots", "many"), ("--limit", "1.5"), ("--no-such-flag",), ()])
-def test_usage_errors_exit_2(bundle, tmp_path, args):
+@pytest.mark.parametrize("args", [("--limit", "1.5"), ("--no-such-flag",), ()])
+def test_usage_errors_exit_2(bundle, tmp_path, args):  # --shots many: one line, exit 1
     out = tmp_path / "usage"
     base = ("run", bundle) if args else ("run",)  # () : the bundle argument is missing
     result = cli(*base, *args, "--out", str(out))
