@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,rigetti,braket,ray]"
+	$(BIN)/pip install -q -e ".[dev,rigetti,braket,ray,dicom]"
 	touch $(STAMP)
 
 # one worker per core (pytest-xdist); a file's tests share a worker, so its module fixtures

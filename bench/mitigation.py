@@ -62,9 +62,10 @@ def _run(console: Console, tmp: Path) -> str:
         "*predicted*: mean stderr x sqrt(2/pi), what the run's own error bars predict; "
         "*z sd*: standard deviation of (estimate - exact) / stderr; *stderr / shots*: mean "
         "stderr over the shot-noise-only run's; *agreement*: predictions equal to the exact "
-        "model's; *QPU s / image*: executions x shots x (repetition delay + circuit "
-        "duration) / images, from the device's configuration and calibration "
-        "(`qvit_hw.jobs.cost`, a lower bound: IBM's per-job overhead is not modelled); "
+        "model's; *QPU s / image*: (executions x shots x (repetition delay + circuit "
+        "duration) + jobs x IBM's per-job overhead of about 3 s) / images, from the device's "
+        "configuration and calibration (`qvit_hw.jobs.cost`, a lower bound: per-circuit "
+        "loading is not counted); "
         "*calibration*: calibration executions / data executions.",
         "",
         "| images | backend | mitigation | packing | k | MAE | predicted | z sd | stderr / shots "

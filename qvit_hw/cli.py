@@ -80,7 +80,12 @@ def params() -> None:
 
 
 _DATA_ROOT = typer.Option(
-    None, help="MedMNIST folder (default ~/.medmnist) or, for oasis, the image folder."
+    None, help="MedMNIST folder (default ~/.medmnist) or, for folder and oasis, the image folder."
+)
+_SKIP_UNREADABLE = typer.Option(
+    False,
+    "--skip-unreadable",
+    help="Leave out an image folder's unreadable images (counted) instead of stopping.",
 )
 
 
@@ -98,8 +103,9 @@ class TrainArgs:
         typer.Option(
             ...,
             help="Data set: a MedMNIST name (breastmnist, retinamnist, pneumoniamnist, "
-            "dermamnist, bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), 'oasis' "
-            "(an image folder given by --data-root) or 'digits' (scikit-learn, offline). "
+            "dermamnist, bloodmnist, organcmnist, pathmnist; 'pneumonia' works too), an image "
+            "folder (its path, or 'folder' with --data-root: one sub-folder per class), 'oasis' "
+            "(the OASIS folder, --data-root) or 'digits' (scikit-learn, offline). "
             "`qvit-hw datasets` lists them.",
         )
     )
@@ -134,8 +140,12 @@ class TrainArgs:
         typer.Option(False, "--download", help="Download a missing MedMNIST file (needs internet).")
     )
     limit: int | None = _flag(
-        typer.Option(None, help="Use only the first N images of each split (quick trials).")
-    )
+        typer.Option(
+            None, help="Use N images of each split, every class in its share (seeded, the "
+            "same images each time; quick trials).",
+        )
+    )  # fmt: skip
+    skip_unreadable: bool = _flag(_SKIP_UNREADABLE)
     resume: bool = _flag(
         typer.Option(
             False, "--resume", help="Continue the run in --out after its last saved epoch."
@@ -176,7 +186,8 @@ class TrainArgs:
                 dataset=self.dataset, size=self.size, model=self.model, n_qubits=self.qubits,
                 heads=self.heads, pairs=_parse_pairs(self.pairs), schedule=schedule,
                 seed=self.seed, limit=self.limit, data_root=self.data_root,
-                download=self.download, device=self.device, precision=self.precision,
+                download=self.download, skip_unreadable=self.skip_unreadable,
+                device=self.device, precision=self.precision,
                 workers=self.workers,
             )  # fmt: skip
         except ValueError as exc:
@@ -239,16 +250,19 @@ def _parse_pairs(text: str | None) -> tuple[tuple[int, int], ...] | None:
 
 
 def _report(result: RunResult, title: str) -> None:
+    from .train.metrics import format_metric
+
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
-    table = Table(title=title)
+    caption = "; ".join(result.notes) or None  # why an AUC is n/a
+    table = Table(title=title, caption=caption)
     for col in ("best epoch", "val ACC", "val AUC", "test ACC", "test AUC", "s / epoch", "best.pt"):
         table.add_column(col, justify="right")
     best, test = result.best, result.test
     row = (best["val_acc"], best["val_auc"], test.acc, test.auc)
     table.add_row(
         str(best["epoch"]),
-        *(f"{v:.4f}" for v in row),
+        *(format_metric(v) for v in row),
         f"{result.seconds_per_epoch:.1f}",
         str(result.out / "best.pt"),
     )
@@ -264,7 +278,8 @@ def datasets() -> None:
     for col in ("name", "source", "task", "classes", "train/val/test"):
         table.add_column(col)
     for row in dataset_infos():
-        table.add_row(row.name, row.source, row.task, str(row.classes), row.samples)
+        classes = "per sub-folder" if row.classes is None else str(row.classes)
+        table.add_row(row.name, row.source, row.task, classes, row.samples)
     Console().print(table)
 
 
@@ -520,17 +535,46 @@ def transpile(
 
 
 @app.command()
-def backends() -> None:
-    """List every backend `run` accepts, what it needs and its options (name?key=value)."""
-    from .backends import backend_infos
+def backends(
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the list as JSON (name, what, needs, options, status)."
+    ),
+) -> None:
+    """List every backend `run` accepts, whether it is ready here (credentials found, local
+    servers running) or what it needs, and its options (name?key=value)."""
+    import json
+    from dataclasses import asdict
 
-    table = Table(title="Backends (--backend NAME or NAME?option=value&...)")
-    for col in ("name", "what", "needs", "options", "status"):
-        table.add_column(col)
+    from .backends import backend_infos
+    from .backends.registry import readiness
+
+    rows = []
     for info in backend_infos():
-        status = "available" if info.available else "next release"
-        style = None if info.available else "dim"
-        table.add_row(info.name, info.description, info.needs, info.options, status, style=style)
+        status = readiness(info.name) if info.available else "next release"
+        rows.append({**asdict(info), "status": status})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Backends (--backend NAME or NAME?option=value&...)", show_lines=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", max_width=12)
+    table.add_column("what, needs, options", ratio=1)
+    for row in rows:
+        style = (
+            None
+            if row["status"] == "ready"
+            else "dim"
+            if row["status"] == "next release"
+            else "yellow"
+        )
+        detail = row["description"]
+        if row["needs"] != "-":
+            detail += f"\n[bold]needs:[/] {row['needs']}"
+        if row["options"] != "-":
+            detail += f"\n[bold]options:[/] {row['options']}"
+        table.add_row(
+            row["name"], f"[{style}]{row['status']}[/]" if style else row["status"], detail
+        )
     Console().print(table)
 
 
@@ -575,27 +619,42 @@ _SCHED, _RETRY = SchedulerConfig(), RetryConfig()
 _ADAPT = AdaptiveConfig()
 
 
-def _shots_flag(text: str) -> str:
-    """--shots: a whole number or auto (a usage error otherwise, exit 2)."""
-    if text.strip().lower() != "auto":
-        try:
-            int(text)
-        except ValueError:
-            raise typer.BadParameter(f"a whole number >= 1 or auto, not {text!r}") from None
-    return text
+def _shots_count(text: str) -> int | None:
+    """--shots: a whole number (None for auto); anything else one line, exit 1, as --shots 0."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        fail(f"--shots must be a whole number >= 1 or auto, got {text!r}")
 
 
 def _qpu_text(cost: dict[str, typing.Any]) -> str:
     if cost.get("qpu_seconds") is not None:
         return f"{cost['qpu_seconds']:,.1f} (measured by the service)"
     if cost.get("qpu_seconds_estimated") is not None:
-        return f"{cost['qpu_seconds_estimated']:,.1f} (estimated)"
+        return f"{cost['qpu_seconds_estimated']:,.1f} (estimated, a lower bound)"
     return "n/a (no device durations)"
 
 
-def _print_preview(preview: typing.Any, title: str) -> None:
-    table = Table(title=title, show_header=False)
-    for key, value in preview.table():
+def _price_row(seconds: float | None, price: float | None) -> tuple[str, str] | None:
+    """QPU seconds in money at the user's --price-per-qpu-second, labelled with its source
+    and today's date (None without a price)."""
+    if price is None:
+        return None
+    from datetime import date
+
+    key = f"at {price:g} per QPU second (your --price-per-qpu-second, {date.today()})"
+    return key, "n/a (no QPU-second figure)" if seconds is None else f"{seconds * price:,.2f}"
+
+
+def _print_preview(preview: typing.Any, title: str, price: float | None = None) -> None:
+    from .jobs.cost import LOWER_BOUND
+
+    table = Table(title=title, show_header=False, caption=f"QPU seconds: {LOWER_BOUND}")
+    rows = list(preview.table())
+    money = _price_row(preview.total.qpu_seconds, price)
+    for key, value in [*rows, *([money] if money else [])]:
         table.add_row(key, value)
     Console().print(table)
 
@@ -635,12 +694,15 @@ def run(
         help="Backend name, options as a query string: statevector, shots?seed=1, "
         "fake_brisbane, 'mock?transient=0.3&inner=shots' (`qvit-hw backends` lists them).",
     ),
-    dataset: str | None = typer.Option(None, help="Data set (default: the bundle's own)."),
+    dataset: str | None = typer.Option(
+        None, help="Data set or an image folder's path (default: the bundle's own)."
+    ),
     split: str = typer.Option("test", help="train, val or test."),
-    limit: int | None = typer.Option(None, help="Only the first N images of the split."),
+    limit: int | None = typer.Option(
+        None, help="N images of the split, every class in its share (seeded, stable)."
+    ),
     shots: str = typer.Option(
         str(_SCHED.shots),
-        callback=_shots_flag,
         help="Shots per circuit (exact backends ignore them), or auto: rounds of shots per row "
         "until each image's prediction is settled (--target-agreement); calibration jobs then "
         f"take {_SCHED.shots:,}.",
@@ -720,12 +782,19 @@ def run(
         "between submitting it and recording its id) on a backend that cannot be asked for "
         "it; only after checking the service has no such job.",
     ),
+    skip_unreadable: bool = _SKIP_UNREADABLE,
+    price_per_qpu_second: float | None = typer.Option(
+        None,
+        help="Also give QPU seconds in money at this price (yours to look up: IBM's "
+        "Pay-As-You-Go plan listed 96 USD a minute, 1.60 a second, in 2024).",
+    ),
 ) -> None:
     """Run a bundle's inference with every QNN row executed on a backend through the job
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
     from .jobs.run import RunOptions, run_bundle
 
-    auto = shots.strip().lower() == "auto"
+    count = _shots_count(shots)  # one line and exit 1 for a bad value, before anything runs
+    auto = count is None
     for name in _AUTO_ONLY:  # typer's click may be its own copy: compare the source's name
         if not auto and getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT":
             fail(f"--{name.replace('_', '-')} applies only with --shots auto")
@@ -733,10 +802,11 @@ def run(
         adaptive = None
         if auto:
             adaptive = AdaptiveConfig(target_agreement, initial_shots, max_shots_per_row)
-        count = _SCHED.shots if adaptive is not None else int(shots)
+            count = _SCHED.shots
         options = RunOptions(
             bundle=bundle, backend=backend, dataset=dataset, split=split, limit=limit,
             batch_size=batch_size, mitigate=mitigate, data_root=data_root,
+            skip_unreadable=skip_unreadable,
             scheduler=SchedulerConfig(
                 shots=count, max_copies=max_copies, packing=packing, job_size=job_size,
                 calibration_rows=calibration_rows,
@@ -751,7 +821,8 @@ def run(
         if dry_run:
             from .jobs.preview import preview
 
-            _print_preview(preview(options), f"{bundle} on {backend} (dry run: nothing submitted)")
+            title = f"{bundle} on {backend} (dry run: nothing submitted)"
+            _print_preview(preview(options), title, price_per_qpu_second)
             return
         summary = run_bundle(options, out, resume=resume, console=console,
                              confirm=_confirmation(yes), overwrite=overwrite)  # fmt: skip
@@ -776,13 +847,18 @@ def run(
         ("copies per execution", ", ".join(map(str, cost["packing"].values()))),
         ("jobs (submitted / reused / retries)",
          f"{cost['jobs']} ({cost['submitted']} / {cost['reused']} / {cost['retries']})"),
-        ("shots taken (per image)", f"{cost['shots']:,} ({cost['shots'] / cost['images']:,.0f})"),
+        ("shots the device ran (per image)",
+         f"{cost['shots']:,} ({cost['shots'] / cost['images']:,.0f})"),
         ("QPU seconds", _qpu_text(cost)),
         ("wall seconds", f"{cost['wall_seconds']:.1f}"),
     ]  # fmt: skip
+    seconds = cost.get("qpu_seconds") or cost.get("qpu_seconds_estimated")
+    rows += [money] if (money := _price_row(seconds, price_per_qpu_second)) else []
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+    for note in summary.notes:
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}", highlight=False)
 
 
@@ -865,7 +941,9 @@ def report(
         None, help="A second run to show side by side (another backend, or no mitigation)."
     ),
     out: str | None = typer.Option(
-        None, help="Where report.json and report.html go; default: the run directory."
+        None,
+        help="Where report.json and report.html go; default: the run directory (with "
+        "--against: report-vs-<other run>.json and .html there).",
     ),
 ) -> None:
     """Fidelity report of a run: <Z> errors vs exact (per QNN, per physical qubit, against
@@ -886,9 +964,9 @@ def report(
         fail(f"could not write the report ({one_line(exc)}){where}")
     import json
 
-    for warning in json.loads(path.with_name("report.json").read_text()).get("warnings", []):
+    for warning in json.loads(path.with_suffix(".json").read_text()).get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {path.with_name('report.json')} and {path}", highlight=False)
+    console.print(f"wrote {path.with_suffix('.json')} and {path}", highlight=False)
 
 
 @app.command()
@@ -950,7 +1028,79 @@ def _tidy_help() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+# `run --help` in panels, each option with a metavar saying what it takes (choices as
+# a|b|c); an option not listed here (one added later) stays under "Options"
+RUN_HELP: dict[str, dict[str, str | None]] = {
+    "Data": {"dataset": "NAME|PATH", "split": "train|val|test", "limit": "N",
+             "data_root": "PATH", "skip_unreadable": None, "batch_size": "N"},
+    "Backend and output": {"backend": "NAME[?K=V&...]", "out": "DIR", "resume": None,
+                           "overwrite": None, "dry_run": None, "yes": None},
+    "Shots and budget": {"shots": "N|auto", "target_agreement": "FRACTION",
+                         "initial_shots": "N", "max_shots_per_row": "N",
+                         "max_total_shots": "N", "max_qpu_seconds": "SECONDS",
+                         "price_per_qpu_second": "PRICE"},
+    "Mitigation and packing": {"mitigate": "LIST",
+                               "calibration_rows": "N", "max_copies": "K",
+                               "packing": "best|max|auto", "job_size": "E", "seed": "N"},
+    "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",
+                              "poll_interval": "SECONDS", "retries": "N",
+                              "retry_wait": "SECONDS"},
+}  # fmt: skip
+
+
+def _help_panels(command: str, panels: dict[str, dict[str, str | None]]) -> None:
+    """Put ``command``'s options into rich help panels with the metavars given; and every
+    command's positional arguments get their name in capitals (BUNDLE, not {bundle})."""
+    for info in app.registered_commands:
+        params = inspect.signature(info.callback).parameters.values()  # type: ignore[arg-type]
+        for param in params:
+            default = param.default
+            if isinstance(default, typer.models.ArgumentInfo) and default.metavar is None:
+                default.metavar = param.name.upper()
+            if info.callback.__name__ != command or not isinstance(  # type: ignore[union-attr]
+                default, typer.models.OptionInfo
+            ):
+                continue
+            for panel, metavars in panels.items():
+                if param.name in metavars:
+                    default.rich_help_panel = panel
+                    default.metavar = metavars[param.name] or default.metavar
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument._usage_display_name, "_plain", False):
+        return
+
+    def usage_name(self: TyperArgument) -> str:  # BUNDLE, not {BUNDLE}
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def type_name(self: TyperArgument, ctx: typing.Any) -> str | None:  # BUNDLE, not <str>
+        return None if self.metavar is not None else shown_argument(self, ctx)
+
+    shown_argument = TyperArgument.display_type_rich
+    usage_name._plain = True  # type: ignore[attr-defined]
+    TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = type_name  # type: ignore[method-assign]
+
+
+# `train` and `distill` share their flags (`TrainArgs`): one table serves both
+TRAIN_HELP: dict[str, dict[str, str | None]] = {
+    "Data": {"dataset": "NAME|PATH", "size": "28|224", "data_root": "PATH", "download": None,
+             "limit": "N", "skip_unreadable": None},
+    "Model": {"model": "qvit|vit", "qubits": "N", "heads": "N", "pairs": "I-J,..."},
+    "Schedule": {"epochs": "N", "lr": "RATE", "batch_size": "N", "seed": "N"},
+    "Output": {"out": "DIR", "resume": None, "overwrite": None},
+    "Compute": {"device": "auto|cpu|cuda[:N]|mps", "precision": "32|bf16|16-mixed",
+                "workers": "N", "nproc": "N"},
+}  # fmt: skip
+
+
 _tidy_help()
+_help_panels("run", RUN_HELP)
+_help_panels("train", TRAIN_HELP)  # the same option objects serve distill
+_help_panels("distill", {"Teacher and distillation": {
+    "kd_epochs": "N", "teacher_epochs": "N", "teacher_lr": "RATE", "teacher_checkpoint": "PATH",
+    "teacher_weights": "PATH", "teacher_pretrained": None}})  # fmt: skip
 
 
 def main() -> None:

@@ -7,9 +7,16 @@ Three sources, one result (`ImageSet`: images (N, S, S, 3) uint8, labels (N,) in
   grayscale or (N, S, S, 3) RGB, uint8) and ``{split}_labels`` ((N, 1) int). The npz is read
   here rather than through ``medmnist``'s Dataset classes, which insist on the official
   sample counts; ``medmnist.INFO`` gives tasks, class names, URLs and MD5 sums.
-- OASIS (or any image folder): one sub-folder per class, images resized to S x S. With
+- An image folder (``folder``, or a folder's path as the data set; ``oasis`` is the OASIS
+  layout): one sub-folder per class, images resized to S x S; the class names (sorted) and
+  the task (binary with two classes, else multi-class) come from the sub-folders. With
   ``train/``, ``val/`` and ``test/`` sub-folders those are the splits; without, every class
-  is split 70/10/20 in a fixed order.
+  is split 70/10/20 in a fixed order. Pictures in 8 bits (any PIL mode) are converted to
+  RGB; 16-bit and 32-bit integer grayscale by the full range of 16 bits (v / 65535), float
+  grayscale from [0, 1] (or its own min..max when outside); DICOM (``.dcm``, the ``dicom``
+  extra) through its rescale slope/intercept and its own window (else its min..max). An
+  unreadable image stops the load with every unreadable file of the folder counted in one
+  error, unless ``skip_unreadable`` (then `ImageSet.skipped` names them).
 - scikit-learn's bundled ``digits`` (1,797 real 8x8 images, 10 classes) upsampled to S x S:
   the offline demo, split 70/10/20 per class in a fixed order.
 
@@ -32,7 +39,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import DataError
+from .errors import DataError, one_line
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -55,12 +62,17 @@ MEDMNIST = (
     "organcmnist",
     "pathmnist",
 )
-IMAGE_FOLDERS = ("oasis",)
+FOLDER = "folder"
+IMAGE_FOLDERS = (FOLDER, "oasis")
+ALIASES = {"imagefolder": FOLDER, "image-folder": FOLDER, "image_folder": FOLDER}
 DIGITS = "digits"
 DATASETS = (*MEDMNIST, *IMAGE_FOLDERS, DIGITS)
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train / val / test where a source has no splits
 SPLIT_SEED = 0
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".dcm"}
+)
+UNREADABLE_NAMED = 5  # an error about unreadable images names the first few
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,9 @@ class ImageSet:
     labels: np.ndarray  # (N,) int64 in 0..len(classes)-1
     task: str  # "binary-class", "multi-class" or "ordinal-regression" (MedMNIST's words)
     classes: tuple[str, ...]
+    fingerprint: str = ""  # of the data set's source (`fingerprint`): same string, same data
+    root: str | None = None  # an image folder's absolute path
+    skipped: tuple[str, ...] = ()  # unreadable files left out (skip_unreadable)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -85,15 +100,52 @@ class ImageSet:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def first(self, limit: int | None) -> ImageSet:
-        """The first ``limit`` images (all if None): quick trials on large sets."""
-        if limit is not None and limit < 1:
+    def subset(self, limit: int | None, seed: int = SPLIT_SEED) -> ImageSet:
+        """``limit`` images (all if None) chosen by `stratified`: every class in its share,
+        the same images on every call, in the split's order. Quick trials on large sets."""
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
             raise ValueError(f"limit must be >= 1, got {limit}")
         if limit is None or limit >= len(self):
             return self
-        return ImageSet(
-            self.name, self.split, self.images[:limit], self.labels[:limit], self.task, self.classes
-        )
+        index = stratified(self.labels, limit, seed)
+        return replace(self, images=np.asarray(self.images[index]), labels=self.labels[index])
+
+    def coverage(self) -> str:
+        """ "" when the split holds every class, else one line saying which it lacks and what
+        that means (ROC AUC needs two classes)."""
+        present = np.unique(self.labels)
+        if len(present) == self.num_classes:
+            return ""
+        where = f"the {self.split} split ({len(self)} images)"
+        if len(present) == 1:
+            return (
+                f"{where} holds only class {self.classes[present[0]]!r}: ROC AUC is undefined "
+                "(n/a) and accuracy says nothing about the other classes"
+            )
+        missing = [self.classes[c] for c in range(self.num_classes) if c not in present]
+        return f"{where} lacks {len(missing)} classes ({', '.join(missing)})"
+
+
+def stratified(labels: np.ndarray, limit: int, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Sorted indices of ``limit`` of ``labels``: one image of every class while ``limit``
+    allows, the rest shared in proportion to what each class has left (largest remainders,
+    ties to the lower class); within a class a seeded permutation, so the same arguments give
+    the same images."""
+    labels = np.asarray(labels)
+    if limit >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    base = np.ones_like(counts) if limit >= len(classes) else np.zeros_like(counts)
+    share = (limit - base.sum()) * (counts - base) / (counts - base).sum()
+    quota = base + np.floor(share).astype(int)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    quota[order[: limit - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.permutation(np.flatnonzero(labels == c))[:q]
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))
 
 
 @dataclass(frozen=True)
@@ -136,13 +188,31 @@ def normalize(images: Tensor, norm: Normalization = DEFAULT_NORMALIZATION) -> Te
 def resolve_dataset(name: str) -> str:
     """Canonical data set name: 'pneumonia' and 'PneumoniaMNIST' both give 'pneumoniamnist'."""
     key = name.strip().lower()
+    key = ALIASES.get(key, key)
     if key in DATASETS:
         return key
     if f"{key}mnist" in MEDMNIST:
         return f"{key}mnist"
     close = difflib.get_close_matches(key, DATASETS, n=2)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise ValueError(f"dataset: unknown data set {name!r}{hint} (known: {', '.join(DATASETS)})")
+    raise ValueError(
+        f"dataset: unknown data set {name!r}{hint} (known: {', '.join(DATASETS)}, or an image "
+        "folder's path)"
+    )
+
+
+def dataset_source(name: str, root: str | None) -> tuple[str, str | None]:
+    """(data set, root) from the --dataset and --data-root flags: a --dataset that names an
+    existing folder (and no known data set) is that image folder, ``folder`` with it as
+    the root; anything else is `resolve_dataset`'s."""
+    path = Path(name).expanduser()
+    if name.strip().lower() not in (*DATASETS, *ALIASES) and path.is_dir():
+        if root is not None and Path(root).expanduser().resolve() != path.resolve():
+            raise ValueError(
+                f"dataset: {name} is a folder and --data-root says {root}: give the folder once"
+            )
+        return FOLDER, str(path.resolve())
+    return resolve_dataset(name), root
 
 
 def medmnist_path(flag: str, size: int, root: str | os.PathLike[str] | None = None) -> Path:
@@ -158,12 +228,15 @@ def load_split(
     root: str | os.PathLike[str] | None = None,
     *,
     download: bool = False,
+    skip_unreadable: bool = False,
 ) -> ImageSet:
     """Load one split of a data set as RGB uint8 images of ``size`` x ``size``.
 
-    ``root`` is the MedMNIST folder (default ``~/.medmnist``) or, for OASIS, the image
-    folder itself; ``download`` fetches a missing MedMNIST file. Raises `DataError` for a
-    missing or malformed file, ValueError for a bad name, split or size.
+    ``root`` is the MedMNIST folder (default ``~/.medmnist``) or, for an image folder, the
+    folder itself; ``download`` fetches a missing MedMNIST file; ``skip_unreadable`` leaves
+    out an image folder's unreadable files (named in `ImageSet.skipped`) instead of failing.
+    Raises `DataError` for a missing or malformed file, ValueError for a bad name, split or
+    size.
     """
     name = resolve_dataset(dataset)
     if split not in SPLITS:
@@ -176,9 +249,9 @@ def load_split(
         if root is None:
             raise DataError(
                 f"{name} is an image folder (one sub-folder per class): give its path with "
-                "--data-root"
+                "--data-root (or as --dataset PATH)"
             )
-        return _load_folder(name, Path(root), split, size)
+        return _load_folder(name, Path(root).expanduser(), split, size, skip_unreadable)
     return _load_digits(split, size)
 
 
@@ -220,6 +293,7 @@ def _load_medmnist(
         _as_labels(labels, len(images), len(classes), f"{path}: {labels_key}"),
         info["task"],
         classes,
+        fingerprint=f"medmnist:{path.name}:md5:{info['MD5' if size == 28 else f'MD5_{size}']}",
     )
 
 
@@ -441,10 +515,12 @@ def _as_labels(labels: np.ndarray, n: int, n_classes: int, where: str) -> np.nda
     return labels.astype(np.int64)
 
 
-# --- image folders (OASIS) ----------------------------------------------------------------
+# --- image folders -----------------------------------------------------------------------
 
 
-def _load_folder(name: str, root: Path, split: str, size: int) -> ImageSet:
+def _load_folder(
+    name: str, root: Path, split: str, size: int, skip_unreadable: bool = False
+) -> ImageSet:
     if not root.is_dir():
         raise DataError(f"{root} is not a folder (expected one sub-folder per class)")
     has_splits = (root / "train").is_dir()
@@ -460,17 +536,77 @@ def _load_folder(name: str, root: Path, split: str, size: int) -> ImageSet:
     else:
         every = [(f, c) for c, cls in enumerate(classes) for f in _images_in(root / cls)]
         labels = np.array([c for _, c in every], dtype=np.int64)
-        files = [every[i] for i in split_indices(labels, split)]
+        files = [every[i] for i in split_indices(labels, split)] if every else []
     if not files:
         raise DataError(f"{root}: the {split} split holds no images")
-    images = np.stack([read_image_file(f, size) for f, _ in files])  # (N, S, S, 3)
-    labels = np.array([c for _, c in files], dtype=np.int64)
+    pixels, bad = [], []
+    for f, c in files:
+        try:
+            pixels.append((read_image_file(f, size), c))
+        except DataError as exc:
+            bad.append((f, exc))
+    if bad and not skip_unreadable:
+        # the whole folder, so that one error names every file to fix
+        checked = {f for f, _ in files}
+        rest = [f for f in _every_image(root) if f not in checked]
+        bad += [(f, exc) for f in rest if (exc := _unreadable(f)) is not None]
+        raise DataError(_unreadable_message(root, bad))
+    if not pixels:
+        raise DataError(f"{root}: every image of the {split} split is unreadable")
+    images = np.stack([p for p, _ in pixels])  # (N, S, S, 3)
+    labels = np.array([c for _, c in pixels], dtype=np.int64)
     task = "binary-class" if len(classes) == 2 else "multi-class"
-    return ImageSet(name, split, images, labels, task, classes)
+    return ImageSet(
+        name, split, images, labels, task, classes,
+        fingerprint=folder_fingerprint(root), root=str(root.resolve()),
+        skipped=tuple(str(f) for f, _ in bad),
+    )  # fmt: skip
+
+
+def _unreadable_message(root: Path, bad: list[tuple[Path, DataError]]) -> str:
+    bad = sorted(bad, key=lambda b: b[0])
+    named = "; ".join(
+        f"{f.relative_to(root)} ({_reason(exc, f)})" for f, exc in bad[:UNREADABLE_NAMED]
+    )
+    more = f"; and {len(bad) - UNREADABLE_NAMED} more" if len(bad) > UNREADABLE_NAMED else ""
+    return (
+        f"{root}: {len(bad)} unreadable images: {named}{more}; fix or remove them, or pass "
+        "--skip-unreadable to leave them out"
+    )
+
+
+def _reason(exc: DataError, path: Path) -> str:
+    """Why a file is unreadable, without its path (the message names it already)."""
+    text = one_line(exc.__cause__ or exc).replace(f"'{path}'", "").replace(str(path), "")
+    return text.strip(" :") or "unreadable"
+
+
+def _unreadable(path: Path) -> DataError | None:
+    try:
+        read_image_file(path, SIZES[0])
+    except DataError as exc:
+        return exc
+    return None
+
+
+def _every_image(root: Path) -> list[Path]:
+    """Every image file of an image folder, sorted (class folders, split folders too)."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def folder_fingerprint(root: Path) -> str:
+    """sha256 over every image file of a folder: its path inside the folder and its bytes.
+    The same folder gives the same string wherever it lies; one changed, added, removed or
+    moved image changes it."""
+    digest = hashlib.sha256()
+    for path in _every_image(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"folder:sha256:{digest.hexdigest()}"
 
 
 def _class_folders(base: Path) -> tuple[str, ...]:
-    classes = tuple(sorted(d.name for d in base.iterdir() if d.is_dir()))
+    classes = tuple(sorted(d.name for d in base.iterdir() if d.is_dir() and d.name[0] != "."))
     if len(classes) < 2:
         raise DataError(f"{base} needs at least two class sub-folders, found {list(classes)}")
     return classes
@@ -482,26 +618,102 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_image_file(path: str | os.PathLike[str], size: int | None = None) -> np.ndarray:
-    """One image file as RGB pixels (H, W, 3): a picture (.png, .jpg, ...) as uint8, or a
-    .npy array as stored (a grayscale (H, W) array gets three equal channels).
+GRAY_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # PIL modes scaled by range
 
-    ``size`` resizes a picture to size x size (bilinear); None keeps it as it is.
+
+def read_image_file(path: str | os.PathLike[str], size: int | None = None) -> np.ndarray:
+    """One image file as RGB pixels (H, W, 3): a picture (.png, .jpg, ..., .dcm) as uint8,
+    or a .npy array as stored (a grayscale (H, W) array gets three equal channels).
+
+    ``size`` resizes a picture to size x size (bilinear); None keeps it as it is. 16-bit,
+    32-bit and float grayscale and DICOM are scaled to 0..255 first (see the module's
+    docstring), and resized before rounding to 8 bits.
     """
     path = Path(path)
     if path.suffix.lower() == ".npy":
         array = np.load(path)
         return np.repeat(array[..., None], 3, axis=-1) if array.ndim == 2 else array
+    if path.suffix.lower() == ".dcm":
+        return _gray_to_rgb(_read_dicom(path), size)
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            if img.mode in GRAY_HIGH_DEPTH:
+                return _gray_to_rgb(_unit_range(np.asarray(img), img.mode), size)
             rgb = img.convert("RGB")
             if size is not None:
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)  # (S, S, 3)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DataError(f"{path} is not a readable image ({exc})") from exc
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path} is not a readable image ({one_line(exc)})") from exc
+
+
+def _unit_range(array: np.ndarray, mode: str) -> np.ndarray:
+    """A high-depth grayscale picture as float64 in [0, 1]: integers by 16 bits' full range
+    (v / 65535, so an 8-bit image saved as 16 bits, v * 257, reads as itself), floats as
+    they are when in [0, 1], else (and integers outside 0..65535) by their min..max."""
+    x = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError("the image holds NaN or infinite pixels")
+    low, high = (0.0, 1.0) if mode == "F" else (0.0, 65535.0)
+    if x.min() < low or x.max() > high:
+        low, high = float(x.min()), float(x.max())
+    return (x - low) / (high - low) if high > low else np.zeros_like(x)
+
+
+def _gray_to_rgb(unit: np.ndarray, size: int | None) -> np.ndarray:
+    """A grayscale image in [0, 1] (H, W) -> uint8 RGB (S, S, 3), resized in float."""
+    from PIL import Image
+
+    gray = Image.fromarray((unit * 255.0).astype(np.float32), mode="F")
+    if size is not None:
+        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.clip(np.rint(np.asarray(gray)), 0, 255).astype(np.uint8)
+    return np.repeat(pixels[..., None], 3, axis=-1)
+
+
+def _read_dicom(path: Path) -> np.ndarray:
+    """A single-frame grayscale DICOM file as float64 in [0, 1]: stored values through the
+    modality rescale (slope, intercept), then the file's first VOI window (DICOM PS3.3
+    C.11.2.1.2.1, linear), else its own min..max; MONOCHROME1 inverted."""
+    try:
+        import pydicom
+    except ImportError as exc:
+        raise DataError(
+            f"{path}: reading DICOM needs pydicom: pip install 'qvit-hw[dicom]'"
+        ) from exc
+    try:
+        ds = pydicom.dcmread(path)
+        x = np.asarray(ds.pixel_array, dtype=np.float64)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        if frames != 1 or x.ndim != 2 or not photometric.startswith("MONOCHROME"):
+            raise ValueError(
+                f"{frames} frames of {photometric} {x.shape}: only single-frame grayscale "
+                "DICOM is read"
+            )
+        x = x * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+        if center is not None and width is not None and width >= 1:
+            unit = np.clip((x - (center - 0.5)) / max(width - 1, 1) + 0.5, 0.0, 1.0)
+        else:
+            low, high = float(x.min()), float(x.max())
+            unit = (x - low) / (high - low) if high > low else np.zeros_like(x)
+        return 1.0 - unit if photometric == "MONOCHROME1" else unit
+    except DataError:
+        raise
+    except Exception as exc:  # pydicom raises many kinds for a broken or foreign file
+        raise DataError(f"{path} is not a readable DICOM image ({one_line(exc)})") from exc
+
+
+def _first(value: Any) -> float | None:
+    """A DICOM value that may be multi-valued: its first number (None if absent)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
+        return float(value)
+    return float(value[0]) if len(value) else None
 
 
 # --- digits -------------------------------------------------------------------------------
@@ -518,8 +730,9 @@ def _load_digits(split: str, size: int) -> ImageSet:
     gray = (x.clamp(0, 1) * 255).round().to(torch.uint8)[:, 0].numpy()  # (N, S, S)
     classes = tuple(str(i) for i in range(10))
     return ImageSet(
-        DIGITS, split, _as_rgb(gray, size, DIGITS), labels[index], "multi-class", classes
-    )
+        DIGITS, split, _as_rgb(gray, size, DIGITS), labels[index], "multi-class", classes,
+        fingerprint="sklearn:load_digits",
+    )  # fmt: skip
 
 
 def split_indices(
@@ -545,7 +758,7 @@ class DatasetInfo:
     name: str
     source: str
     task: str
-    classes: int
+    classes: int | None  # None: one per sub-folder
     samples: str  # "train/val/test" counts, or where the images come from
 
 
@@ -564,7 +777,12 @@ def dataset_infos() -> list[DatasetInfo]:
                 f"{n['train']}/{n['val']}/{n['test']}",
             )
         )
-    rows.append(DatasetInfo("oasis", "image folder", "multi-class", 4, "your folder (--data-root)"))
+    rows.append(
+        DatasetInfo(
+            FOLDER, "image folder", "from its folders", None, "your folder (--dataset PATH)"
+        )
+    )
+    rows.append(DatasetInfo("oasis", "image folder", "multi-class", 4, "OASIS (--data-root)"))
     from sklearn.datasets import load_digits
 
     target = load_digits().target

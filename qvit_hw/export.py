@@ -22,8 +22,8 @@ the QNN list is the model's. Anything else is one `BundleError` line.
 A bundle is written to a temporary directory and renamed into place when complete, so a
 crash never leaves a bundle that looks whole. Its files get the user's umask (as any file
 the user creates). ``overwrite`` replaces only a folder that holds a bundle and what
-`qvit-hw transpile` adds to one (``transpile_<target>.json``, ``quil/``), never a folder
-of other files.
+`qvit-hw transpile` adds to one (``transpile_<target>.json``, ``quil/``,
+``compiled/<target>/``), never a folder of other files.
 
 Format versions: 2 added ``manifest_sha256``; a version 1 bundle is refused with a
 request to export it again.
@@ -69,8 +69,9 @@ BUNDLE_FILE = re.compile(
 REPLACEABLE = re.compile(
     rf"{re.escape(MANIFEST)}|{BUNDLE_FILE.pattern}|transpile_[A-Za-z0-9_.-]+\.json"
     r"|quil/[A-Za-z0-9_.-]+\.quil"
+    r"|compiled/[A-Za-z0-9_.-]+/spec\d+\.(qpy|qasm|json)"
 )
-REPLACEABLE_DIRS = {QASM_DIR, TOKENS_DIR, "quil"}
+REPLACEABLE_DIRS = {QASM_DIR, TOKENS_DIR, "quil", "compiled"}
 PACKAGES = ("qvit-hw", "torch", "qiskit", "qiskit-ibm-runtime", "pyquil", "pennylane", "numpy")
 
 
@@ -262,6 +263,13 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a bundle directory, after checking its format, its version and that
     it was not edited since export (its ``manifest_sha256``)."""
     path = Path(path)
+    if path.is_file() and path.suffix == ".pt":
+        raise BundleError(
+            f"{path} is a training checkpoint, not a bundle: export it first "
+            f"(qvit-hw export {path} --out BUNDLE) and give the bundle's folder"
+        )
+    if path.is_file():
+        raise BundleError(f"{path} is a file, not a bundle (a folder from `qvit-hw export`)")
     if not path.is_dir():
         raise BundleError(f"bundle {path} not found (expected a directory from `qvit-hw export`)")
     if not (path / MANIFEST).is_file():
@@ -435,7 +443,8 @@ def _not_a_bundle(out: Path) -> str:
                 return f"it holds the link {rel}"
             if name in dirs:
                 if rel not in REPLACEABLE_DIRS and not (
-                    base == out / TOKENS_DIR and QNN_NAME.fullmatch(name)
+                    (base == out / TOKENS_DIR and QNN_NAME.fullmatch(name))
+                    or base == out / "compiled"  # compiled/<target>/ of transpile
                 ):
                     return f"it holds the folder {rel}"
             elif not REPLACEABLE.fullmatch(rel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -183,9 +184,17 @@ def hellinger_plot(fidelity: np.ndarray) -> bytes:
     return _png(fig)
 
 
-def confusion_plot(confusion: np.ndarray, *, vmax: float | None = None) -> bytes:
-    """Exact model's class (rows) vs the backend's (columns); ``vmax``: top of the colour
-    scale (side-by-side runs share one)."""
+def confusion_plot(
+    confusion: np.ndarray,
+    *,
+    vmax: float | None = None,
+    classes: Sequence[str] | None = None,
+    truth: str = "exact model's prediction",
+    title: str | None = None,
+) -> bytes:
+    """``truth`` (rows: the exact model's class, or the true label) vs the backend's
+    prediction (columns), ticks named by ``classes``; ``vmax``: top of the colour scale
+    (side-by-side runs share one)."""
     fig, ax = _figure(5.2, 4.6)
     image = ax.imshow(confusion, cmap="Blues", vmin=0, vmax=vmax)
     c = len(confusion)
@@ -205,8 +214,13 @@ def confusion_plot(confusion: np.ndarray, *, vmax: float | None = None) -> bytes
         xticks=range(c),
         yticks=range(c),
         xlabel="backend's prediction",
-        ylabel="exact model's prediction",
+        ylabel=truth,
     )
+    if classes is not None and len(classes) == c:
+        ax.set_xticklabels(classes, rotation=45 if c > 4 else 0, ha="right" if c > 4 else "center")
+        ax.set_yticklabels(classes)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="images")
     return _png(fig)
 

@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def load_run(path: str | os.PathLike[str]) -> RunData:
     cost = _read_json(path / "cost.json")
     if not isinstance(cost, dict):
         raise DataError(f"{path / 'cost.json'} holds a JSON {type(cost).__name__}; {_AGAIN}")
-    table = _read_predictions(path / "predictions.csv", images, classes)
+    table = _read_predictions(path / "predictions.csv", images, classes, run["classes"])
     rows = _read_npz(path / "rows.npz", ("names", *ROW_FIELDS))
     _check_rows(rows, images, path / "rows.npz")
     histograms = None
@@ -218,16 +219,30 @@ def _check_run(run: dict[str, Any], file: Path) -> None:
             raise DataError(f"{file}: its summary has no number {key!r}; {_AGAIN}")
 
 
-def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.ndarray]:
+def _read_predictions(
+    file: Path, images: int, classes: int, names: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """predictions.csv as arrays, after checking its header, every value and that it has a
-    row per image of run.json."""
+    row per image of run.json (and, where it has them, its class names: run.json's)."""
+    from .jobs.run import PREDICTION_NAMES
+
     header = ["image", "label", "pred", "pred_exact"]
     header += [f"prob_{c}" for c in range(classes)] + [f"prob_exact_{c}" for c in range(classes)]
-    header += ["shots_used", "flip_probability"]
+    header += ["row_shots", "flip_probability"]
+    numeric = len(header)
+    old_header = [*header[:-2], "shots_used", "flip_probability"]  # runs before class names
     try:
         table = list(csv.reader(io.StringIO(file.read_bytes().decode(), newline="")))
     except (OSError, ValueError, csv.Error) as exc:  # ValueError: also UnicodeDecodeError
         raise DataError(f"{file} is not readable text ({one_line(exc)}); {_AGAIN}") from exc
+    if table and table[0] == old_header:
+        table[0] = header
+    named = bool(table) and table[0] == [*header, *PREDICTION_NAMES]
+    if named:  # runs since class names: their names after the numbers
+        header = table[0]
+        text = [r[numeric:] for r in table[1:]]
+        table = [r[:numeric] if len(r) == len(header) else r for r in table]
+        header = header[:numeric]
     if not table or table[0] != header:
         raise DataError(
             f"{file} does not start with the header `qvit-hw run` writes for {classes} "
@@ -267,6 +282,10 @@ def _read_predictions(file: Path, images: int, classes: int) -> dict[str, np.nda
         and np.array_equal(ints[:, 3], probs_exact.argmax(axis=1))
     ):
         problem = "a prediction is not the most probable class"
+    if named and not problem and names is not None:
+        want = [[names[a], names[b], names[c]] for a, b, c in ints[:, 1:]]
+        if text != want:
+            problem = "its class names are not those of run.json for its indices"
     if problem:
         raise DataError(f"{file}: {problem}; {_AGAIN}")
     return {
@@ -393,11 +412,19 @@ def hellinger_fidelity(counts: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.sqrt(p * q).sum(axis=1) ** 2
 
 
-def _task(run: dict[str, Any], classes: int) -> str:
-    from .data import dataset_infos
+TASKS = ("binary-class", "multi-class", "ordinal-regression")
 
-    tasks = {info.name: info.task for info in dataset_infos()}
-    return tasks.get(run.get("dataset", ""), "binary-class" if classes == 2 else "multi-class")
+
+def _task(run: dict[str, Any], classes: int) -> str:
+    """The run's task as it recorded it, else MedMNIST's for its data set, else from its
+    class count (an image folder of two classes is binary)."""
+    from .data import MEDMNIST, dataset_infos
+
+    if run.get("task") in TASKS:
+        return str(run["task"])
+    if run.get("dataset") in MEDMNIST:
+        return {info.name: info.task for info in dataset_infos()}[run["dataset"]]
+    return "binary-class" if classes == 2 else "multi-class"
 
 
 def _plain(x: float) -> float | None:
@@ -491,8 +518,21 @@ def compute(data: RunData) -> dict[str, Any]:
             "confusion": confusion_matrix(
                 data.pred_exact, data.pred, labels=list(range(classes))
             ).tolist(),
+            # rows: the true label, columns: the backend's
+            "confusion_true": confusion_matrix(
+                data.labels, data.pred, labels=list(range(classes))
+            ).tolist(),
+            "auc_na_reason": _auc_reason(data, auc),
         },
-        "cost": {k: data.cost.get(k) for k in keys},
+        "cost": {
+            **{k: data.cost.get(k) for k in keys},
+            # the one "shots per image": every shot the device ran / images (as `run` says)
+            "shots_per_image": _plain(data.cost.get("shots", math.nan) / len(data.labels)),
+        },
+        "classes": [str(c) for c in data.run["classes"]],
+        "data_fingerprint": data.run.get("data_fingerprint"),
+        "data_root": data.run.get("data_root"),
+        "data_notes": [str(n) for n in _list(data.run.get("data_notes"))],
         # --mitigate ...,fourier: per QNN, coefficient norm by frequency weight
         "fourier_spectrum": fourier_spectra(data.fourier) or None,
         # every correction's effect, side by side (raw, readout, readout+learned, ...)
@@ -502,6 +542,17 @@ def compute(data: RunData) -> dict[str, Any]:
             if isinstance(stage, dict)
         ],
     }
+
+
+def _auc_reason(data: RunData, auc: float) -> str | None:
+    """Why ROC AUC is n/a (None where it is defined)."""
+    if not math.isnan(auc):
+        return None
+    present = np.unique(data.labels)
+    names = data.run["classes"]
+    if len(present) == 1:
+        return f"the {len(data.labels)} images hold only class {names[present[0]]!r}"
+    return "no class has both positive and negative images"
 
 
 # --- plots and HTML -----------------------------------------------------------------------
@@ -547,14 +598,11 @@ def plots(
     points, unit = agreement_points(data)
     if points:
         out.append(("Agreement vs what the run spent", agreement_cost_plot(points, unit)))
-    out.append(
-        (
-            "Predictions: exact model vs backend",
-            confusion_plot(
-                np.array(numbers["predictions"]["confusion"]), vmax=scale.get("confusion")
-            ),
-        )
-    )
+    p, classes = numbers["predictions"], numbers.get("classes")
+    for title, key, truth in CONFUSIONS:
+        plot = confusion_plot(np.array(p[key]), vmax=scale.get("confusion"), classes=classes,
+                              truth=truth, title=title)  # fmt: skip
+        out.append((title, plot))
     return out
 
 
@@ -629,6 +677,13 @@ def agreement_points(data: RunData) -> tuple[list[dict[str, Any]], str]:
     return points, unit
 
 
+# the two confusion matrices: (title, key in numbers["predictions"], what the rows are)
+CONFUSIONS = (
+    ("Predictions: backend vs the exact model", "confusion", "exact model's prediction"),
+    ("Predictions: backend vs the true labels", "confusion_true", "true label"),
+)
+
+
 def _coupling_map(backend: str) -> tuple[list[tuple[int, int]] | None, int | None]:
     """The chip's edges and size for the qubit plot (None for ideal simulators): the
     catalog's snapshot of ``ibm_<device>``, ``fake_<device>``, a Rigetti or Braket QPU."""
@@ -681,18 +736,22 @@ SUMMARY_ROWS = (
     ("circuit executions", ("cost", "executions")),
     ("executions per image", ("cost", "executions_per_image")),
     ("copies packed per execution", ("cost", "packing")),
-    ("shots", ("cost", "shots")),
+    ("shots the device ran (calibration included)", ("cost", "shots")),
+    ("shots per image (the device's shots / images)", ("cost", "shots_per_image")),
     ("jobs", ("cost", "jobs")),
     ("retries", ("cost", "retries")),
     ("wall seconds", ("cost", "wall_seconds")),
     ("QPU seconds, measured by the service", ("cost", "qpu_seconds")),
     ("QPU seconds, the service's estimate", ("cost", "qpu_seconds_service_estimate")),
     (
-        "QPU seconds, estimated by qvit-hw (repetition delay + circuit per shot)",
+        "QPU seconds, estimated by qvit-hw (a lower bound: shots and per-job overhead)",
         ("cost", "qpu_seconds_estimated"),
     ),
     ("QPU seconds: where the figure comes from", ("cost", "qpu_seconds_source")),
-    ("shots behind each image's rows (packed rows share shots)", ("cost", "row_shots_per_image")),
+    (
+        "row shots per image (each row counts its execution's shots; packed rows share them)",
+        ("cost", "row_shots_per_image"),
+    ),
     ("calibration executions", ("cost", "calibration_executions")),
     ("calibration share of data executions", ("cost", "calibration_share")),
 )
@@ -773,6 +832,7 @@ def render_html(
     if len(reports) == 1:  # a single run: its plots in a grid
         sections = ["<h2>Plots</h2><div class=row>" + "".join(sections) + "</div>"]
     runs = ", ".join(html.escape(n["run"]) for n, _ in reports)
+    about = "".join(_about(n) for n, _ in reports)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>qvit-hw fidelity report</title>
@@ -784,6 +844,8 @@ td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
 figure {{ margin: 0; }} img {{ max-width: 640px; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
+.note {{ color: #444; background: #eef3fb; border-left: 4px solid #4a7bd0;
+  padding: 0.4em 0.8em; }}
 .warning {{ color: #8a4b00; background: #fff4e0; border-left: 4px solid #e69500;
   padding: 0.4em 0.8em; }}
 </style></head><body>
@@ -791,12 +853,30 @@ figcaption {{ font-size: 0.85em; color: #555; }}
 <p>Runs: {runs}. Errors compare the backend's &lt;Z&gt; with the exact simulator on the
 same token angles; predictions compare the model with its QNNs on the backend against the
 exact model.</p>
+{about}
 {notes}
 <table><tr><th></th>{head}</tr>{body}</table>
 {_corrections_table(reports)}
 {"".join(sections)}
 </body></html>
 """
+
+
+def _about(numbers: dict[str, Any]) -> str:
+    """One run's data set, class names, bundle and notes on its images (why an AUC is n/a)."""
+    data = html.escape(str(numbers.get("dataset")))
+    if numbers.get("data_root"):
+        data += f" ({html.escape(str(numbers['data_root']))})"
+    classes = ", ".join(f"{i}: {html.escape(c)}" for i, c in enumerate(numbers.get("classes", [])))
+    why = numbers["predictions"].get("auc_na_reason")
+    notes = [*numbers.get("data_notes", []), *([f"ROC AUC is n/a: {why}"] if why else [])]
+    lines = "".join(f'<p class="note">note: {html.escape(n)}</p>' for n in dict.fromkeys(notes))
+    return (
+        f'<p class="about"><b>{html.escape(numbers["name"])}</b>: data set <b>{data}</b>, '
+        f"split of {numbers['predictions']['images']} images; classes <b>{classes}</b>; "
+        f"bundle {html.escape(str(numbers.get('bundle')))}; backend "
+        f"{html.escape(str(numbers.get('backend')))}</p>{lines}"
+    )
 
 
 def build_report(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
@@ -809,7 +889,7 @@ def build_report(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[
 def shared_scale(numbers: list[dict[str, Any]]) -> dict[str, float]:
     """One top for each colour scale over runs shown side by side."""
     mae = [row["mae"] for n in numbers for row in n["per_qubit"]]
-    confusion = [int(np.max(n["predictions"]["confusion"])) for n in numbers]
+    confusion = [int(np.max(n["predictions"][key])) for n in numbers for _, key, _ in CONFUSIONS]
     return {"qubit_mae": max(mae, default=0.0), "confusion": float(max(confusion, default=1))}
 
 
@@ -840,7 +920,9 @@ def write_report(
     out: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write report.json and report.html for ``run_dir`` (beside ``against`` if given) into
-    ``out`` (default: the run directory); returns the HTML's path."""
+    ``out`` (default: the run directory; there a comparison is
+    ``report-vs-<against's folder name>.{json,html}``, so the run's own report stays);
+    returns the HTML's path."""
     if out is not None:
         check_out_dir(out)
     runs = [load_run(run_dir)] + ([load_run(against)] if against is not None else [])
@@ -848,12 +930,22 @@ def write_report(
     scale = shared_scale(numbers) if len(runs) > 1 else None
     reports = [(n, plots(data, n, scale)) for data, n in zip(runs, numbers, strict=True)]
     warnings = comparison_warnings(numbers) if len(runs) > 1 else []
+    comparison_beside_run = against is not None and out is None
     out = Path(out) if out is not None else Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = dict(reports[0][0])
     if against is not None:
         doc["against"] = reports[1][0]
         doc["warnings"] = warnings
-    write_atomic(out / REPORT_JSON, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    write_atomic(out / REPORT_HTML, render_html(reports, warnings))
-    return out / REPORT_HTML
+    page = out / REPORT_HTML
+    if comparison_beside_run:  # the run's own report.html stays
+        page = out / f"report-vs-{comparison_name(against)}.html"  # type: ignore[arg-type]
+    write_atomic(page.with_suffix(".json"), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    write_atomic(page, render_html(reports, warnings))
+    return page
+
+
+def comparison_name(against: str | os.PathLike[str]) -> str:
+    """The other run's folder name as a file name part (`report --against`)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(against).resolve().name).strip("._")
+    return name or "other"

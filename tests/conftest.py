@@ -16,3 +16,12 @@ def bundle(tmp_path_factory) -> str:
     info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
     export_bundle(QViT(num_classes=10, patch_size=7), path, info=info)
     return str(path)
+
+
+@pytest.fixture(name="image_folder")
+def image_folder_fixture():
+    """`image_files.write_image_folder`: class sub-folders of 8-bit, 16-bit, float or DICOM
+    images."""
+    from image_files import write_image_folder
+
+    return write_image_folder

@@ -14,6 +14,7 @@ from PIL import Image
 from qvit_hw import data
 from qvit_hw.data import (
     DEFAULT_NORMALIZATION,
+    SPLITS,
     Normalization,
     load_split,
     medmnist_path,
@@ -189,15 +190,124 @@ def test_image_folder_with_split_folders_uses_them(tmp_path: Path) -> None:
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="give its path with --data-root"):
-        load_split("oasis", "train", 28)
+    with pytest.raises(DataError, match=r"give its path with --data-root \(or as --dataset PATH"):
+        load_split("folder", "train", 28)
     with pytest.raises(DataError, match="is not a folder"):
         load_split("oasis", "train", 28, tmp_path / "missing")
+
+
+def test_every_unreadable_image_of_a_folder_is_in_one_error(tmp_path: Path) -> None:
+    """Finding 5: corrupted images, in every split, are found by one load, not one per run."""
     write_folder(tmp_path, {"a": 10, "b": 10})
-    (tmp_path / "a" / "slice005.png").write_bytes(b"broken")
-    with pytest.raises(DataError, match=r"slice005.png is not a readable image"):
-        for split in ("train", "val", "test"):
-            load_split("oasis", split, 28, tmp_path)
+    broken = ["a/slice000.png", "a/slice005.png", "a/slice009.png", "b/slice001.png"]
+    broken += ["b/slice003.png", "b/slice008.png", "b/slice009.png"]
+    for rel in broken:
+        (tmp_path / rel).write_bytes(b"broken")
+    with pytest.raises(DataError) as err:
+        load_split("folder", "train", 28, tmp_path)
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path}: 7 unreadable images: a/slice000.png (")
+    assert "b/slice003.png" in text and "; and 2 more; fix or remove them" in text
+    assert text.endswith("or pass --skip-unreadable to leave them out") and "\n" not in text
+
+    kept = {s: load_split("folder", s, 28, tmp_path, skip_unreadable=True) for s in SPLITS}
+    assert sum(len(k.skipped) for k in kept.values()) == 7
+    assert sum(len(k) for k in kept.values()) == 20 - 7
+    assert {
+        Path(f).relative_to(tmp_path).as_posix() for k in kept.values() for f in k.skipped
+    } == set(broken)
+
+
+def test_sixteen_bit_and_float_grayscale_read_as_their_eight_bit_selves(
+    tmp_path: Path, image_folder
+) -> None:
+    """Finding 2: 16-bit PNGs (mode I;16) and float TIFFs give the 8-bit images' tensors to
+    one grey level (they used to read as nearly white)."""
+    per_class = {"no": 10, "yes": 10}
+    for kind in ("png8", "png16", "tiff-float"):
+        image_folder(tmp_path / kind, per_class, kind)
+    assert Image.open(next((tmp_path / "png16" / "no").iterdir())).mode.startswith("I")
+    for size in (28, 224):
+        for split in SPLITS:
+            eight = load_split("folder", split, size, tmp_path / "png8")
+            for kind in ("png16", "tiff-float"):
+                other = load_split("folder", split, size, tmp_path / kind)
+                diff = (to_tensor(other.images) - to_tensor(eight.images)).abs().max()
+                assert float(diff) <= 2 / 255 + 1e-6, (kind, size, split)  # 1 grey level
+                assert other.labels.tolist() == eight.labels.tolist()
+    got = data.read_image_file(next((tmp_path / "png16" / "yes").iterdir()))
+    first = np.asarray(Image.open(next((tmp_path / "png8" / "yes").iterdir())))
+    np.testing.assert_array_equal(got[..., 0], first)  # unresized: exact
+
+
+def test_dicom_is_read_through_its_rescale_and_window(tmp_path: Path, image_folder) -> None:
+    from image_files import write_dicom
+
+    made = image_folder(tmp_path, {"a": 2, "b": 2}, "dcm")
+    v = made["a"][1]
+    got = data.read_image_file(tmp_path / "a" / "slice001.dcm")
+    assert got.shape == (*v.shape, 3) and got.dtype == np.uint8
+    assert np.abs(got[..., 0].astype(int) - v).max() <= 1  # the window maps them back
+    stored = np.arange(600, 1800, dtype=np.uint16).reshape(30, 40)
+    write_dicom(tmp_path / "plain.dcm", stored, window=False)
+    plain = data.read_image_file(tmp_path / "plain.dcm")[..., 0]
+    assert plain.min() == 0 and plain.max() == 255  # no window: its own min..max
+    write_dicom(tmp_path / "inverted.dcm", stored, window=False, photometric="MONOCHROME1")
+    inverted = data.read_image_file(tmp_path / "inverted.dcm")[..., 0]
+    np.testing.assert_array_equal(inverted.astype(int), 255 - plain.astype(int))
+    (tmp_path / "b" / "slice000.dcm").write_bytes(b"not dicom")
+    with pytest.raises(DataError, match=r"1 unreadable images: b/slice000.dcm \("):
+        load_split("folder", "train", 28, tmp_path)
+
+
+def test_limit_takes_every_class_in_its_share_and_the_same_images(tmp_path: Path) -> None:
+    """Finding 1: --limit on a folder sorted by class took the first N: one class."""
+    write_folder(tmp_path, {"no": 60, "yes": 60})
+    test = load_split("folder", "test", 28, tmp_path)  # 24 images, 12 per class, in order
+    assert test.labels.tolist() == [0] * 12 + [1] * 12
+    for limit in (4, 10, 23):
+        part = test.subset(limit)
+        assert len(part) == limit and np.bincount(part.labels).min() >= limit // 2
+        again = load_split("folder", "test", 28, tmp_path).subset(limit)
+        np.testing.assert_array_equal(again.images, part.images)
+        assert part.coverage() == ""
+    assert test.subset(100) is test and test.subset(None) is test
+    one = test.subset(1)
+    assert one.coverage() == (
+        "the test split (1 images) holds only class 'no': ROC AUC is undefined (n/a) and "
+        "accuracy says nothing about the other classes"
+    )
+    with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
+        test.subset(0)
+
+
+def test_stratified_shares_follow_class_sizes() -> None:
+    labels = np.array([0] * 90 + [1] * 5 + [2] * 5)
+    assert np.bincount(labels[data.stratified(labels, 10)]).tolist() == [8, 1, 1]
+    assert np.bincount(labels[data.stratified(labels, 3)]).tolist() == [1, 1, 1]
+    assert np.bincount(labels[data.stratified(labels, 50)]).tolist() == [44, 3, 3]
+    assert data.stratified(labels, 200).tolist() == list(range(100))
+
+
+def test_a_folder_is_a_data_set_of_its_own(tmp_path: Path) -> None:
+    """Finding 3: `folder`, `imagefolder` or the folder's path; classes and task from it."""
+    write_folder(tmp_path / "mri", {"no": 10, "yes": 10})
+    assert data.dataset_source(str(tmp_path / "mri"), None) == ("folder", str(tmp_path / "mri"))
+    assert data.dataset_source("imagefolder", "x") == ("folder", "x")
+    assert data.dataset_source("digits", None) == ("digits", None)
+    with pytest.raises(ValueError, match="is a folder and --data-root says"):
+        data.dataset_source(str(tmp_path / "mri"), str(tmp_path))
+    got = load_split("folder", "test", 28, tmp_path / "mri")
+    assert got.classes == ("no", "yes") and got.task == "binary-class"
+    assert got.root == str(tmp_path / "mri") and got.fingerprint.startswith("folder:sha256:")
+    same = load_split("folder", "val", 28, tmp_path / "mri")
+    assert same.fingerprint == got.fingerprint
+    (tmp_path / "mri" / "yes" / "slice000.png").write_bytes(
+        (tmp_path / "mri" / "yes" / "slice001.png").read_bytes()
+    )
+    assert load_split("folder", "val", 28, tmp_path / "mri").fingerprint != got.fingerprint
+    rows = {r.name: r for r in data.dataset_infos()}
+    assert rows["folder"].task == "from its folders" and rows["folder"].classes is None
 
 
 def test_digits_are_real_upsampled_images_split_70_10_20() -> None:

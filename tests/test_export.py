@@ -521,3 +521,40 @@ def test_cli_export_overwrite_keeps_a_folder_of_user_files(tmp_path, checkpoint)
     result = CliRunner().invoke(app, ["export", str(checkpoint), "--out", str(out), "--overwrite"])
     assert error_line(result).startswith(f"error: --out: {out} exists and is not a bundle (it has")
     assert files_of(out) == before and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_cli_a_file_that_is_not_a_checkpoint_or_not_a_bundle_says_what_it_is(tmp_path, checkpoint):
+    """Finding 6: `export metrics.json` printed torch's weights_only=False advice; `run
+    best.pt` said "not found" for a file that exists."""
+    runner = CliRunner()
+    metrics = checkpoint.parent / "metrics.json"
+    result = runner.invoke(app, ["export", str(metrics), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "weights_only" not in result.output
+    assert result.output.strip() == (
+        f"error: {metrics} is not a qvit-hw checkpoint (torch cannot read it as one: "
+        "UnpicklingError); give OUT/best.pt or OUT/last.pt of `qvit-hw train`"
+    )
+    result = runner.invoke(app, ["run", str(checkpoint), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and result.output.strip() == (
+        f"error: {checkpoint} is a training checkpoint, not a bundle: export it first "
+        f"(qvit-hw export {checkpoint} --out BUNDLE) and give the bundle's folder"
+    )
+    assert not (tmp_path / "b").exists() and not (tmp_path / "r").exists()
+
+
+def test_cli_export_overwrite_replaces_what_transpile_added(tmp_path, checkpoint):
+    """Finding 4: export -> transpile -> export --overwrite refused ("holds the folder
+    compiled") and needed an rm -rf."""
+    runner = CliRunner()
+    out = tmp_path / "bundle"
+    assert runner.invoke(app, ["export", str(checkpoint), "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["transpile", str(out), "--target", "ibm_fez", "--snapshot"])
+    assert result.exit_code == 0, result.output
+    assert (out / "compiled" / "ibm_fez" / "spec0.qpy").is_file()
+    result = runner.invoke(app, ["export", str(checkpoint), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "qasm", "weights.safetensors"]
+    (out / "compiled").mkdir()
+    (out / "compiled" / "notes.txt").write_text("mine")  # not transpile's: refused
+    result = runner.invoke(app, ["export", str(checkpoint), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 1 and "it holds compiled/notes.txt" in result.output

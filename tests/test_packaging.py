@@ -87,7 +87,9 @@ def test_help_shows_no_bool_after_flags_and_no_mid_sentence_breaks() -> None:
     assert "schedule; Ctrl-C stops after the last saved epoch and --resume continues" in train
     run = _help("run")
     assert re.search(r"--resume\s+Continue the run", run), run
-    assert "<bool>" not in _help("train") + run and "<int>" in run
+    # no <bool> after flags; values are named by what they take (N, SECONDS, a|b|c), not <int>
+    assert "<bool>" not in _help("train") + run and "<int>" not in run
+    assert re.search(r"--batch-size\s+N\s+Images per forward pass", run), run
 
 
 def test_console_lines_stay_whole_in_a_pipe(capsys) -> None:

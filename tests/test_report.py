@@ -44,7 +44,8 @@ def runs(bundle, tmp_path_factory) -> dict[str, Path]:
     out = {name: root / name for name in settings}
     for name, options in settings.items():
         run_bundle(options, out[name])
-    result = runner.invoke(app, ["report", str(out["fake"]), "--against", str(out["shots"])])
+    args = ["report", str(out["fake"]), "--against", str(out["shots"]), "--out", str(out["fake"])]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -161,7 +162,8 @@ def test_against_puts_both_runs_in_the_json_and_side_by_side_in_the_html(runs):
     assert "fake_brisbane (300 shots, mitigate=readout)" in page and "shots (400 shots)" in page
     assert "<script" not in page and not re.search(r'(src|href)="(?!data:)|url\(', page)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 2 * 6  # scatter, errors, per QNN, per qubit, Hellinger, confusion
+    # scatter, errors, per QNN, per qubit, Hellinger, confusion vs exact and vs true labels
+    assert len(images) == 2 * 7
     import matplotlib.image as mpimg
 
     for data in images:
@@ -207,7 +209,11 @@ def test_report_html_renders_in_headless_chromium(runs, tmp_path):
     assert pixels.shape[:2] == (4000, 1280) and pixels.std() > 0.05
     dom = subprocess.run([*args[:-3], "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120).stdout  # fmt: skip
-    assert dom.count("<img") == 12 and "Fidelity report" in dom
+    assert dom.count("<img") == 14 and "Fidelity report" in dom
+    # what the page says it shows: the data set, its class names, both confusion matrices
+    assert "data set <b>digits</b>" in dom and "classes <b>0: 0, 1: 1, 2: 2" in dom
+    for title in ("backend vs the exact model", "backend vs the true labels"):
+        assert f'alt="Predictions: {title}: ' in dom
 
 
 def error_line(result) -> str:
@@ -256,6 +262,11 @@ def truncate(name: str, keep: float):
 
 def label_as_predicted(rows):
     rows[1][1] = rows[1][2]  # image 0 now "correct": the accuracy the run recorded changes
+    rows[1][-3] = rows[1][-2]  # and its label's name with it
+
+
+def label_name_edited(rows):
+    rows[1][-3] = "cat"  # the class names after the numbers must be run.json's
 
 
 BAD_RUNS = {
@@ -288,9 +299,13 @@ BAD_RUNS = {
         edit_csv(lambda rows: rows[2].__setitem__(1, "10")),
         r"predictions\.csv: a label or prediction is not a class in 0\.\.9",
     ),
+    "predictions label name edited": (
+        edit_csv(label_name_edited),
+        r"predictions\.csv: its class names are not those of run\.json for its indices",
+    ),
     "predictions label edited": (
         edit_csv(label_as_predicted),
-        r": accuracy from the run's files is 0\.\d+, its run\.json summary says 0\.\d+; the run",
+        r": accuracy from the run's files is 0\.\d+, its run\.json summary says 0(\.\d+)?; the run",
     ),
     "run.json a list": (
         lambda run: (run / "run.json").write_text("[1, 2]"),
@@ -433,6 +448,53 @@ def test_compared_runs_that_differ_say_so_in_one_line_each(runs, tmp_path):
     assert json.loads((tmp_path / "same" / "report.json").read_text())["warnings"] == []
 
 
+def test_the_report_names_data_set_bundle_classes_and_both_confusions(runs, tmp_path):
+    """Finding 9: the report named neither data set nor bundle, showed classes as numbers,
+    gave no reason for n/a, and compared the backend with the exact model only."""
+    one = tmp_path / "one"
+    doc = report(runs["shots"])
+    _, table = raw(runs["shots"])
+    labels = np.array([int(r["label"]) for r in table])
+    pred = np.array([int(r["pred"]) for r in table])
+    truth = confusion_matrix(labels, pred, labels=range(10))
+    np.testing.assert_array_equal(doc["predictions"]["confusion_true"], truth)
+    assert doc["classes"] == [str(i) for i in range(10)] and doc["dataset"] == "digits"
+    assert doc["cost"]["shots_per_image"] == pytest.approx(doc["cost"]["shots"] / 12)
+    page = (runs["shots"] / "report.html").read_text()
+    assert "data set <b>digits</b>" in page and "classes <b>0: 0, 1: 1," in page
+    assert f"bundle {json.loads((runs['shots'] / 'run.json').read_text())['bundle']};" in page
+    for title in ("backend vs the exact model", "backend vs the true labels"):
+        assert f'alt="Predictions: {title}: ' in page
+    # one image: its AUC is n/a, and the report says why
+    bundle = json.loads((runs["shots"] / "run.json").read_text())["bundle"]
+    result = runner.invoke(app, ["run", bundle, "--limit", "1", "--out", str(one)])
+    assert result.exit_code == 0, result.output
+    doc = report(one)
+    assert doc["predictions"]["auc"] is None
+    only = raw(one)[1][0]["label_name"]
+    assert doc["predictions"]["auc_na_reason"] == f"the 1 images hold only class '{only}'"
+    page = (one / "report.html").read_text()
+    assert f"note: ROC AUC is n/a: the 1 images hold only class &#x27;{only}&#x27;" in page
+    assert "note: the test split (1 images) holds only class" in page
+
+
+def test_against_writes_its_own_file_and_leaves_each_runs_report(runs, tmp_path):
+    """Finding 4: `report A --against B` replaced A's own report.html."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(runs["statevector"], a)
+    shutil.copytree(runs["shots"], b)
+    for run in (a, b):
+        assert runner.invoke(app, ["report", str(run)]).exit_code == 0
+    own = {run: (run / "report.html").read_bytes() for run in (a, b)}
+    result = runner.invoke(app, ["report", str(a), "--against", str(b)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {a / 'report-vs-b.json'} and {a / 'report-vs-b.html'}" in result.output
+    assert {run: (run / "report.html").read_bytes() for run in (a, b)} == own
+    doc = json.loads((a / "report-vs-b.json").read_text())
+    assert doc["against"]["backend"] == "shots"
+    assert sorted(p.name for p in b.iterdir()) == sorted(p.name for p in runs["shots"].iterdir())
+
+
 def test_side_by_side_plots_share_one_colour_scale(runs, tmp_path, monkeypatch):
     import qvit_hw.report as report_module
 
@@ -443,17 +505,18 @@ def test_side_by_side_plots_share_one_colour_scale(runs, tmp_path, monkeypatch):
         seen["chip"].append((max(r["mae"] for r in per_qubit), vmax))
         return chip(per_qubit, edges, num_qubits, vmax=vmax)
 
-    def confusion_spy(matrix, *, vmax=None):
+    def confusion_spy(matrix, *, vmax=None, **labels):
         seen["confusion"].append((int(matrix.max()), vmax))
-        return confusion(matrix, vmax=vmax)
+        return confusion(matrix, vmax=vmax, **labels)
 
     monkeypatch.setattr(report_module, "chip_plot", chip_spy)
     monkeypatch.setattr(report_module, "confusion_plot", confusion_spy)
     report_module.write_report(runs["fake"], against=runs["shots"], out=tmp_path)
     (own_a, top_a), (own_b, top_b) = seen["chip"]
     assert top_a == top_b == max(own_a, own_b) and own_a != own_b
-    (c_a, v_a), (c_b, v_b) = seen["confusion"]
-    assert v_a == v_b == max(c_a, c_b)
+    assert len(seen["confusion"]) == 4  # vs the exact model and vs the true labels, per run
+    assert len({v for _, v in seen["confusion"]}) == 1
+    assert seen["confusion"][0][1] == max(c for c, _ in seen["confusion"])
     seen["chip"].clear()
     report_module.write_report(runs["fake"], out=tmp_path / "alone")
     assert seen["chip"][0][1] is None  # one run: its own scale

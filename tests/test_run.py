@@ -268,6 +268,7 @@ def unnamed_bundle(tmp_path_factory) -> str:
         (("--backend", "statevectr"), "unknown backend 'statevectr'; did you mean statevector?"),
         (("--backend", "ibm_fez?local=1&shot=2"), "backend ibm_fez: unknown option 'shot'"),
         (("--shots", "0"), "--shots must be a whole number >= 1, got 0"),
+        (("--shots", "lots"), "--shots must be a whole number >= 1 or auto, got 'lots'"),
         (("--backend", "mock?max_shots=100", "--shots", "1000"),
          "1000 shots per circuit exceed mock's limit of 100"),
         (("--backend", "mock?max_executions=1000", "--shots", "5000"),
@@ -305,8 +306,8 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(bundle, tmp_path, kind):
     assert blocker.read_text() == "the user's file"
 
 
-@pytest.mark.parametrize("args", [("--shots", "many"), ("--limit", "1.5"), ("--no-such-flag",), ()])
-def test_usage_errors_exit_2(bundle, tmp_path, args):
+@pytest.mark.parametrize("args", [("--limit", "1.5"), ("--no-such-flag",), ()])
+def test_usage_errors_exit_2(bundle, tmp_path, args):  # --shots many: one line, exit 1
     out = tmp_path / "usage"
     base = ("run", bundle) if args else ("run",)  # () : the bundle argument is missing
     result = cli(*base, *args, "--out", str(out))
@@ -336,3 +337,17 @@ def test_backends_lists_every_kind():
     assert result.exit_code == 0
     for name in ("statevector", "shots", "fake_<device>", "mock", "ibm_<device>"):
         assert name in result.output
+
+
+def test_run_help_is_grouped_with_choices_and_a_bundle_metavar():
+    """Finding 8: one panel of 28 options shown as <str>/<int>, usage `{bundle}`."""
+    result = cli("run", "--help")
+    assert result.exit_code == 0
+    text = result.output
+    assert "run [OPTIONS] BUNDLE" in text and "{bundle}" not in text
+    assert "<str>" not in text and "<int>" not in text and "<float>" not in text
+    panels = ["Backend and output", "Data", "Shots and budget", "Mitigation and packing",
+              "Scheduler and retries"]  # fmt: skip
+    assert [p for p in panels if f"─ {p} ─" in text] == panels
+    for choices in ("train|val|test", "best|max|auto", "N|auto", "NAME|PATH"):
+        assert choices in text

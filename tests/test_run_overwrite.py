@@ -64,3 +64,34 @@ def test_overwrite_leaves_a_run_another_process_holds_alone(bundle, tmp_path):
     assert result.exit_code == 1 and "is in use by another qvit-hw process" in text(result)
     assert sorted(p.name for p in out.iterdir()) == before
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_overwrite_creates_a_missing_folder_and_replaces_comparison_reports(bundle, tmp_path):
+    """Finding 4: `run --overwrite` refused a folder that did not exist yet ("is not a run"),
+    where train and export create it."""
+    out = tmp_path / "new" / "run"
+    result = run(bundle, out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    (out / "report-vs-other.html").write_text("a comparison `report --against` wrote")
+    (out / "report-vs-other.json").write_text("{}")
+    assert run(bundle, out, "--overwrite").exit_code == 0
+    assert not list(out.glob("report-vs-*"))
+
+
+def test_a_new_run_is_never_written_beside_the_users_files(bundle, tmp_path):
+    """Finding 4: `run --out DIR` on a folder of other files wrote the run beside them."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "data.csv").write_text("1,2")
+    result = run(bundle, out)
+    assert result.exit_code == 1
+    assert text(result) == (
+        f"error: --out: {out} is not empty (it holds data.csv and 1 more); a run needs a new "
+        "or empty folder: choose another --out"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["data.csv", "notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(bundle, empty).exit_code == 0

@@ -97,6 +97,47 @@ def backend_infos() -> list[BackendInfo]:
     ]
 
 
+def readiness(name: str) -> str:
+    """Whether the backends a `backend_infos` row names can run here now: "ready", or what
+    they still need ("needs credentials", "needs servers", "needs credentials and servers",
+    "needs the <x> package"). A real check: credentials as the clients find them (no
+    network), the local Rigetti servers by a TCP connect to their ports on this machine."""
+    from importlib.util import find_spec
+
+    try:
+        if name in ("statevector", "shots", "fake_<device>", "mock"):
+            return "ready"
+        if name == "ibm_<device>":
+            from ..devices.ibm import has_credentials
+
+            return "ready" if has_credentials() else "needs credentials"
+        if name.startswith("rigetti_"):
+            if find_spec("pyquil") is None:
+                return "needs the rigetti extra"
+            from .rigetti import QUILC_PORT, QVM_PORT, servers_missing
+
+            if name == "rigetti_qvm":
+                return "needs servers" if servers_missing((QVM_PORT, QUILC_PORT)) else "ready"
+            from ..devices.rigetti import has_credentials as qcs
+
+            checks = (("credentials", qcs()), ("servers", not servers_missing((QUILC_PORT,))))
+            need = [what for what, ok in checks if not ok]
+            return f"needs {' and '.join(need)}" if need else "ready"
+        if name.startswith("pennylane:"):
+            return "ready" if find_spec("pennylane") else "needs the pennylane package"
+        if name.startswith("braket:"):
+            if find_spec("braket") is None:
+                return "needs the braket extra"
+            if name == "braket:local":
+                return "ready"
+            from ..devices.braket import has_credentials as aws
+
+            return "ready" if aws() else "needs credentials"
+    except Exception as exc:  # a check that fails says so rather than guessing
+        return f"unknown ({type(exc).__name__})"
+    return "ready"
+
+
 def parse_name(text: str) -> tuple[str, dict[str, str]]:
     """``"mock?transient=0.3&seed=1"`` -> ("mock", {"transient": "0.3", "seed": "1"})."""
     if not isinstance(text, str) or not text.strip():

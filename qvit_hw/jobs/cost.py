@@ -11,11 +11,16 @@ The model, written down once:
 Sources: the repetition delay is the device configuration's ``default_rep_delay`` (IBM:
 250 us on the Eagle and Heron snapshots); instruction durations are the qiskit Target's
 ``InstructionProperties.duration`` (IBM calibration snapshots: sx 60 ns, ecr/cz about
-0.5 us / 84 ns, measure about 1.3 us). IBM bills quantum seconds and does not publish a
-fixed per-job overhead, so it is 0 here and the estimate is a lower bound; where a service
-reports its own numbers (`JobResult.qpu_seconds`), those are what cost.json's
-``qpu_seconds`` holds, beside this estimate. Devices without durations (the Rigetti
-topology snapshots, ideal simulators) get no estimate (None).
+0.5 us / 84 ns, measure about 1.3 us). IBM bills quantum seconds and publishes no fixed
+per-job overhead; its guide "Workload usage" (docs.quantum.ibm.com, estimate-job-run-time)
+shows ``job.usage_estimation`` of a 2-qubit Bell circuit at SamplerV2's default 4,096
+shots as 4.1 quantum seconds, of which 4,096 shots at 250 us are 1.0 s: about 3 s per job
+are the service's own overhead (`JOB_OVERHEAD`, approximate). Not counted: per-circuit
+(per-parameter-set) loading and any classical processing inside the job, so the estimate
+stays a lower bound (`LOWER_BOUND`). Where a service reports its own numbers
+(`JobResult.qpu_seconds`, the service's ``usage_estimation``), cost.json holds them beside
+this estimate. Devices without durations (the Rigetti topology snapshots, ideal simulators)
+get no estimate (None).
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ if TYPE_CHECKING:
 
     from ..devices import DeviceTarget
 
-JOB_OVERHEAD = {"ibm": 0.0}  # seconds per job, by family (not published: a lower bound)
+JOB_OVERHEAD = {"ibm": 3.0}  # seconds per job, by family (IBM: from its usage example)
+LOWER_BOUND = (
+    "shots x (repetition delay + circuit duration) + about 3 s per job; per-circuit loading "
+    "is not counted, so a lower bound"
+)
 
 
 def circuit_seconds(circuit: QuantumCircuit, device: DeviceTarget) -> float | None:

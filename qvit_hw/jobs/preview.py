@@ -67,6 +67,9 @@ class Preview:
     data: Tally = field(default_factory=Tally)  # every row at the run's (first-round) shots
     calibration: Tally = field(default_factory=Tally)
     ceiling: Tally | None = None  # adaptive: every row at --max-shots-per-row
+    expected: Tally | None = None  # adaptive: from a simulated sample (`expected_adaptive`)
+    expected_from: str = ""  # what `expected` rests on
+    priced_on: str = ""  # the device data the plan used, where it is not the live device's
 
     @property
     def total(self) -> Tally:
@@ -93,8 +96,18 @@ class Preview:
              f"{self.calibration.shots:,}"),
             ("total: jobs / executions / shots",
              f"{total.jobs} / {total.executions:,} / {total.shots:,}"),
-            ("estimated QPU seconds", seconds(total)),
+            ("estimated QPU seconds (a lower bound)", seconds(total)),
+            ("shots per image (the device's shots / images)",
+             f"{total.shots / max(1, self.images):,.0f}"),
         ]  # fmt: skip
+        if self.priced_on:
+            rows.insert(0, ("priced on", self.priced_on))
+        if self.expected is not None:
+            e = self.expected
+            rows.append(
+                (f"expected ({self.expected_from}): jobs / shots / QPU s",
+                 f"{e.jobs} / {e.shots + self.calibration.shots:,} / {seconds(e)}")
+            )  # fmt: skip
         if self.ceiling is not None:
             rows.append(
                 ("ceiling (every row at --max-shots-per-row): shots / QPU s",
@@ -111,18 +124,20 @@ class Preview:
 def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Preview:
     """Plan ``options``' run without submitting anything (``backend`` and ``loaded``, the
     model, images and normalisation, where the caller has them already)."""
-    from ..backends import get_backend
     from ..data import to_tensor
     from .inputs import load_inputs
     from .limits import check_limits
 
-    backend = get_backend(options.backend) if backend is None else backend
+    priced_on = ""
+    if backend is None:
+        backend, priced_on = _backend_or_snapshot(options.backend)
     check_limits(options, backend)  # what the run would refuse, the dry run refuses too
     model, data, norm = load_inputs(options) if loaded is None else loaded
     runner = QNNRunner(backend, options.scheduler, mitigation=options.mitigate)
     adaptive = options.adaptive
     shots = None if adaptive is None else adaptive.initial_shots
-    result = Preview(backend.name, len(data), ceiling=None if adaptive is None else Tally())
+    result = Preview(backend.name, len(data), ceiling=None if adaptive is None else Tally(),
+                     priced_on=priced_on)  # fmt: skip
     specs: list[Any] = []
 
     def planning(spec: Any, weights: torch.Tensor, angles: torch.Tensor, names: Any = ()):
@@ -150,4 +165,65 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
     for spec in specs:
         for _, jobs in runner.calibration_plan(spec):
             result.calibration.add(jobs, runner)
+    if adaptive is not None and result.rows:
+        result.expected, result.expected_from = expected_adaptive(
+            options, (model, data, norm), result, backend
+        )
     return result
+
+
+EXPECTED_SAMPLE = 16  # images an adaptive dry run simulates for its expected figure
+
+
+def expected_adaptive(
+    options: RunOptions, loaded: Any, plan: Preview, backend: Any
+) -> tuple[Tally, str]:
+    """An adaptive run's expected cost: its rounds simulated on up to `EXPECTED_SAMPLE`
+    images (`ImageSet.subset`) with ideal sampling (backend ``shots``, seed 0: shot noise
+    alone, so hardware noise needs more), scaled to the plan: shots and shot seconds by
+    the sample's rows' shots over the first round's, jobs by its mean rounds per batch,
+    each job with the device's per-job overhead."""
+    from ..backends import get_backend
+    from .cost import job_overhead
+    from .executor import SchedulerExecutor
+    from .run import _infer
+
+    model, data, norm = loaded
+    adaptive = options.adaptive
+    sample = data.subset(min(len(data), EXPECTED_SAMPLE))
+    runner = QNNRunner(get_backend("shots?seed=0"), options.scheduler)
+    inferred = _infer(
+        model, sample, norm, SchedulerExecutor(runner), options.batch_size, None, 0, adaptive
+    )
+    spent = float(np.concatenate(inferred.shots).mean())  # row shots per image, all rounds
+    first = plan.rows / plan.images * adaptive.initial_shots  # the same, first round only
+    factor = spent / first
+    batches = max(1, len({r["batch"] for r in inferred.rounds}))
+    rounds = len(inferred.rounds) / batches
+    jobs = max(plan.data.jobs, round(plan.data.jobs * rounds))
+    seconds = None
+    if plan.data.qpu_seconds is not None:
+        overhead = job_overhead(backend)
+        shot_seconds = plan.data.qpu_seconds - plan.data.jobs * overhead
+        seconds = shot_seconds * factor + jobs * overhead + (plan.calibration.qpu_seconds or 0)
+    executions = round(plan.data.executions * rounds)
+    tally = Tally(jobs, executions, round(plan.data.shots * factor), seconds)
+    return tally, f"ideal shot noise on {len(sample)} images, {rounds:.1f} rounds"
+
+
+def _backend_or_snapshot(name: str) -> tuple[Any, str]:
+    """The backend ``name`` names, or, for a live IBM device without credentials, its offline
+    snapshot (``?local=1``: the same plan and cost code) with a line saying so."""
+    from ..backends import get_backend, parse_name
+    from ..errors import CredentialsError
+
+    try:
+        return get_backend(name), ""
+    except CredentialsError:
+        base, query = parse_name(name)
+        if not base.startswith("ibm_") or query.get("local") not in (None, "0"):
+            raise
+        stand_in = get_backend(base, **{**query, "local": "1"})
+        device = stand_in.target.device
+        source = device.source.split(", ", 1)[-1] if device is not None else "its snapshot"
+        return stand_in, f"{base}'s offline snapshot ({source}): no IBM credentials here"

@@ -10,7 +10,9 @@ exact model runs beside it for reference. A run directory holds:
     ledger.json      how many jobs the run submitted and a digest of their payloads
                      (`Ledger`): --resume refuses a journal that lost any of them
     predictions.csv  image, label, pred, pred_exact, then prob_<class> and
-                     prob_exact_<class> per class
+                     prob_exact_<class> per class, row_shots (the shots behind the image's
+                     rows: a packed execution's shots count for each of its rows),
+                     flip_probability, then the class names of label, pred, pred_exact
     rows.npz         one entry per QNN row (see `executor.ROW_FIELDS`) plus ``names``
     histograms.npz   sampling backends: for a sample of rows (the first executions of each
                      job) ``row`` ids into rows.npz, measured ``counts`` (S, 2^n, raw, not
@@ -31,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -54,7 +57,7 @@ from ..model import VisionTransformer
 from .adaptive import linearised, refine, row_correlations
 from .config import AdaptiveConfig, RetryConfig, SchedulerConfig
 from .executor import SchedulerExecutor, StageUnavailable
-from .inputs import load_inputs
+from .inputs import data_notes, load_inputs
 from .journal import Journal
 from .limits import check_limits
 from .refit import Refit, refit
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from .preview import Preview
 
 RUN_FILE = "run.json"
+PREDICTION_NAMES = ("label_name", "pred_name", "pred_exact_name")  # predictions.csv's last
 JOURNAL_FILE = "journal.sqlite"
 LEDGER_FILE = "ledger.json"
 OUTPUT_FILES = (
@@ -109,6 +113,7 @@ class RunOptions:
     batch_size: int = 8
     mitigate: str = "none"
     data_root: str | None = None
+    skip_unreadable: bool = False  # leave out an image folder's unreadable images
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     # --shots auto: rounds of shots to a target agreement (None: every row gets
@@ -153,6 +158,7 @@ class RunSummary:
     z_mae: float  # mean |estimate - exact| over every row and qubit
     z_mae_raw: float  # the same before readout mitigation
     cost: dict[str, Any]
+    notes: tuple[str, ...] = ()  # about the images: a class missing (AUC n/a), files left out
 
 
 def run_bundle(
@@ -188,6 +194,8 @@ def run_bundle(
         _check_replaceable(out)
     else:
         _previous_run(out, resume)  # early, for a quick answer; checked again under the lock
+        if not resume:
+            _check_new_folder(out)
     backend = get_backend(options.backend)  # unknown names fail before anything is loaded
     check_limits(options, backend)  # every job's shots and the budgets, before --out is made
     options = _for_surrogate(options, backend)
@@ -203,6 +211,8 @@ def run_bundle(
             raise RunError(f"{backend.name}: not confirmed; nothing was submitted")
     settings = options.settings()
     settings.update(dataset=data.name, images=len(data), classes=list(data.classes))
+    settings.update(data_fingerprint=data.fingerprint, data_root=data.root, task=data.task)
+    settings["data_notes"] = data_notes(data)  # the summary and the report give them
     settings["identity"] = _identity(settings, backend, options.bundle)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -480,12 +490,15 @@ def _previous_run(out: Path, resume: bool) -> dict[str, Any] | None:
 # the report `qvit-hw report` writes into the run by default
 _RUN_EXTRAS = ("journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal",
                LEDGER_FILE, "report.json", "report.html", ".lock")  # fmt: skip
+_COMPARISON = re.compile(r"report-vs-[A-Za-z0-9_.-]+\.(json|html)")  # `report --against`
 
 
 def _not_a_run(out: Path) -> str:
     """Why ``out`` is not a folder `--overwrite` may empty ("" if it is a run, or empty)."""
-    if not out.exists() or not any(out.iterdir()):
-        return ""
+    from ..files import LOCK_FILE
+
+    if not out.exists() or all(e.name == LOCK_FILE for e in out.iterdir()):
+        return ""  # new, empty, or created just now under its lock
     try:
         record = json.loads((out / RUN_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError):
@@ -494,9 +507,24 @@ def _not_a_run(out: Path) -> str:
         return f"it has no {RUN_FILE} of a qvit-hw run"
     allowed = {RUN_FILE, JOURNAL_FILE, *OUTPUT_FILES, *_RUN_EXTRAS}
     for entry in sorted(out.iterdir()):
-        if entry.name not in allowed or entry.is_symlink() or not entry.is_file():
+        ours = entry.name in allowed or _COMPARISON.fullmatch(entry.name)
+        if not ours or entry.is_symlink() or not entry.is_file():
             return f"it holds {entry.name}, which a run does not write"
     return ""
+
+
+def _check_new_folder(out: Path) -> None:
+    """A new run goes into a missing or empty folder: never beside the user's files."""
+    from ..files import LOCK_FILE
+
+    if out.is_dir():
+        foreign = sorted(e.name for e in out.iterdir() if e.name != LOCK_FILE)
+        if foreign:
+            raise RunError(
+                f"--out: {out} is not empty (it holds {foreign[0]}"
+                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); a run needs a "
+                "new or empty folder: choose another --out"
+            )
 
 
 def _check_replaceable(out: Path) -> None:
@@ -594,6 +622,8 @@ def _finish(
         "templates": stats.templates,
         "row_shots": int(shots.sum()),  # shots behind every row (packed rows share shots)
         "row_shots_per_image": float(shots.mean()),
+        # the one "shots per image": every shot the device ran (calibration too) / images
+        "shots_per_image": stats.shots / images,
         **_qpu_seconds(stats),
     }
     if inferred.rounds:
@@ -626,13 +656,14 @@ def _finish(
         z_mae=float(np.abs(rows["estimate"] - rows["exact"]).mean()),
         z_mae_raw=float(np.abs(rows["estimate_raw"] - rows["exact"]).mean()),
         cost=cost,
+        notes=tuple(settings.get("data_notes", ())),
     )
     calibrations = {name: cal.to_dict() for name, cal in runner.calibrations().items()}
     corrections = {
         name: {kind: c.to_dict() for kind, c in by_kind.items()}
         for name, by_kind in runner.fitted().items()
     }
-    result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost")}
+    result = {k: v for k, v in asdict(summary).items() if k not in ("out", "cost", "notes")}
     result["stages"] = _stage_table(
         runner.mitigation, rows, executor, inferred.stages, pred, pred_exact
     )
@@ -699,7 +730,10 @@ def _qpu_seconds(stats: Any) -> dict[str, Any]:
     if stats.qpu_seconds is not None:
         source = "reported by the service"
     elif stats.qpu_seconds_estimated is not None:
-        source = "estimated (qvit_hw.jobs.cost: repetition delay + circuit duration per shot)"
+        source = (
+            "estimated, a lower bound (qvit_hw.jobs.cost: repetition delay + circuit duration "
+            "per shot, IBM's per-job overhead; per-circuit loading not counted)"
+        )
     else:
         source = "unknown: the backend's device gives no durations (an ideal simulator)"
     return {"qpu_seconds_source": source}
@@ -736,6 +770,8 @@ def _predictions_csv(
     shots: np.ndarray,
     flip: np.ndarray,
 ) -> bytes:
+    """One row per image: indices and probabilities per class index, then the class names
+    of its label and of both predictions."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     classes = range(probs.shape[1])
@@ -743,14 +779,16 @@ def _predictions_csv(
         ["image", "label", "pred", "pred_exact"]
         + [f"prob_{c}" for c in classes]
         + [f"prob_exact_{c}" for c in classes]
-        + ["shots_used", "flip_probability"]
+        + ["row_shots", "flip_probability", *PREDICTION_NAMES]
     )
+    name = data.classes
     for i in range(len(pred)):
         writer.writerow(
             [i, int(data.labels[i]), int(pred[i]), int(pred_exact[i])]
             + [f"{v:.17g}" for v in probs[i]]
             + [f"{v:.17g}" for v in exact[i]]
             + [int(shots[i]), f"{flip[i]:.6g}"]
+            + [name[data.labels[i]], name[pred[i]], name[pred_exact[i]]]
         )
     return buf.getvalue().encode()
 

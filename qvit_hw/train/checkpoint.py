@@ -87,7 +87,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean a file we cannot use
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from exc
+        # not torch's message: its advice (weights_only=False) is wrong for a file that is
+        # not a checkpoint at all, and unsafe
+        raise CheckpointError(
+            f"{path} is not a qvit-hw checkpoint (torch cannot read it as one: "
+            f"{type(exc).__name__}); give OUT/best.pt or OUT/last.pt of `qvit-hw train`"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qvit-hw checkpoint")
     if state.get("version") != VERSION:

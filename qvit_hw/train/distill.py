@@ -46,7 +46,7 @@ from .loop import RunResult, classification, feature_matching, fit, train_and_te
 from .metrics import Metrics, format_metric
 from .options import DistillOptions
 from .runtime import Runtime, session
-from .splits import Splits, load_splits
+from .splits import Splits, announce, load_splits
 
 
 def make_teacher(opts: DistillOptions, num_classes: int, norm: Normalization) -> Teacher:
@@ -110,6 +110,7 @@ def _distill(
             "to start a run"
         )
     splits = load_splits(t)
+    announce(splits, console)
     classes = splits.train.num_classes
 
     teacher, teacher_test = _teacher_stage(opts, out, splits, resume, console, rt)

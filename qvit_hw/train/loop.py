@@ -58,7 +58,7 @@ from .evaluation import evaluate, features
 from .metrics import Metrics, format_metric
 from .options import Schedule, TrainOptions
 from .runtime import Runtime, session
-from .splits import Splits, load_splits
+from .splits import Splits, announce, load_splits
 
 
 @dataclass(frozen=True)
@@ -317,6 +317,7 @@ class RunResult:
     best: dict[str, Any]
     test: Metrics
     extra: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # why a metric is n/a, images left out (`Splits.warnings`)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -346,6 +347,7 @@ def train(
                 f"--resume: nothing to resume in {out} (no {LAST}); drop --resume to start a run"
             )
         splits = load_splits(opts)
+        announce(splits, console)
         torch.manual_seed(opts.seed)
         model = VisionTransformer(opts.model_config(splits.train.num_classes))
         config = model.config.to_dict()
@@ -392,8 +394,10 @@ def train_and_test(
         write_metrics(out, meta, history, best, asdict(test))
     rt.barrier()
     if console is not None:
+        why = splits.test.coverage() if math.isnan(test.auc) else ""
         console.print(
             f"{meta['stage']}: best epoch {best['epoch']}, test ACC {format_metric(test.acc)}, "
-            f"AUC {format_metric(test.auc)} -> {out / BEST}"
+            f"AUC {format_metric(test.auc)}{f' ({why})' if why else ''} -> {out / BEST}",
+            highlight=False,
         )
-    return RunResult(out, history, best, test)
+    return RunResult(out, history, best, test, notes=tuple(splits.warnings()))

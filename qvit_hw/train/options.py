@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import resolve_dataset
+from ..data import SIZES, dataset_source
 from ..files import to_json
 from ..model import ModelConfig
 
@@ -47,7 +47,8 @@ KD_SCHEDULE = Schedule(epochs=50, decay_at=())  # paper: Adam 1e-3, 50 epochs, b
 @dataclass(frozen=True)
 class TrainOptions:
     """What to train on what, and where; everything but ``data_root``, ``download``,
-    ``device``, ``precision`` and ``workers`` must match on --resume."""
+    ``skip_unreadable``, ``device``, ``precision`` and ``workers`` must match on --resume.
+    A ``dataset`` that is a folder's path means the image folder ``folder`` at that root."""
 
     dataset: str
     size: int = 28
@@ -57,15 +58,23 @@ class TrainOptions:
     pairs: tuple[tuple[int, int], ...] | None = None
     schedule: Schedule = PAPER_SCHEDULE
     seed: int = 0
-    limit: int | None = None  # first N images of every split (quick trials)
+    limit: int | None = None  # N images of every split, every class in its share (quick trials)
     data_root: str | None = None
     download: bool = False
+    skip_unreadable: bool = False  # leave out an image folder's unreadable files
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps (runtime.resolve_device)
     precision: str = "32"  # 32, bf16 or 16-mixed
     workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "dataset", resolve_dataset(self.dataset))
+        dataset, root = dataset_source(self.dataset, self.data_root)
+        object.__setattr__(self, "dataset", dataset)
+        object.__setattr__(self, "data_root", root)
+        if self.size not in SIZES:  # before the model's own check, which speaks of patch_size
+            raise ValueError(
+                f"--size must be {' or '.join(map(str, SIZES))} (the paper's two inputs: 2x2 and "
+                f"16x16 patches), got {self.size}"
+            )
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.precision not in ("32", "bf16", "16-mixed"):
@@ -90,7 +99,7 @@ class TrainOptions:
         """What --resume compares: not where the data lie nor where and how the run computes
         (a run may resume on another device, precision or number of workers)."""
         key = asdict(self)
-        for name in ("data_root", "download", "device", "precision", "workers"):
+        for name in ("data_root", "download", "skip_unreadable", "device", "precision", "workers"):
             del key[name]
         return to_json(key)
 

@@ -59,3 +59,38 @@ def test_listing_covers_every_kind():
     assert names[:4] == ["statevector", "shots", "fake_<device>", "mock"]
     assert {"ibm_<device>", "rigetti_<qpu>", "rigetti_qvm", "pennylane:<device>"} <= set(names)
     assert all(info.available for info in backend_infos())
+
+
+def test_backends_table_fits_80_columns_and_says_what_is_ready(monkeypatch):
+    """Finding 8: the table cut its cells at 80 columns ("…") and called ibm_<device>
+    "available" without credentials and rigetti_qvm with no server running."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import qvit_hw.backends.rigetti as rigetti
+    import qvit_hw.devices.ibm as ibm
+    from qvit_hw.cli import app
+
+    monkeypatch.setattr(ibm, "has_credentials", lambda: False)
+    monkeypatch.setattr(rigetti, "servers_missing", lambda ports, host="127.0.0.1": list(ports))
+    runner = CliRunner()
+    result = runner.invoke(app, ["backends"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.output
+    assert any(line.startswith("│ ibm_<device>") and "needs" in line for line in lines)
+    rows = {
+        r["name"]: r["status"]
+        for r in json.loads(runner.invoke(app, ["backends", "--json"]).output)
+    }
+    assert rows["statevector"] == rows["fake_<device>"] == "ready"
+    assert rows["ibm_<device>"] == "needs credentials"
+    assert rows["rigetti_qvm"] == "needs servers"
+    monkeypatch.setattr(ibm, "has_credentials", lambda: True)
+    monkeypatch.setattr(rigetti, "servers_missing", lambda ports, host="127.0.0.1": [])
+    rows = {
+        r["name"]: r["status"]
+        for r in json.loads(runner.invoke(app, ["backends", "--json"]).output)
+    }
+    assert rows["ibm_<device>"] == rows["rigetti_qvm"] == "ready"

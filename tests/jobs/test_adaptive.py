@@ -176,7 +176,7 @@ def test_an_adaptive_run_stops_settled_images_and_spends_on_the_rest(adaptive_ru
     out, _, _ = adaptive_run
     with (out / "predictions.csv").open() as f:
         table = list(csv.DictReader(f))
-    shots = np.array([int(r["shots_used"]) for r in table])
+    shots = np.array([int(r["row_shots"]) for r in table])
     flip = np.array([float(r["flip_probability"]) for r in table])
     rows = np.load(out / "rows.npz")
     per_row = rows["shots"]

@@ -62,7 +62,12 @@ def test_an_adaptive_dry_run_shows_the_first_round_and_the_ceiling(bundle):
     k = 23  # copies of chain(4) per fake_brisbane execution (best packing)
     assert plan.data.shots == 100 * plan.data.executions and plan.data.executions >= rows / k
     assert plan.ceiling.shots == 32 * plan.data.shots
-    assert plan.total.qpu_seconds > 0 and plan.ceiling.qpu_seconds > 30 * plan.data.qpu_seconds
+    from qvit_hw.jobs.cost import JOB_OVERHEAD
+
+    shots_seconds = [
+        t.qpu_seconds - t.jobs * JOB_OVERHEAD["ibm"] for t in (plan.data, plan.ceiling)
+    ]
+    assert plan.total.qpu_seconds > 0 and shots_seconds[1] > 30 * shots_seconds[0] > 0
 
 
 def test_a_shot_budget_stops_before_paying_and_a_larger_one_resumes_to_the_same_result(
@@ -99,8 +104,11 @@ def test_cost_json_carries_qpu_seconds_and_where_they_come_from(bundle, tmp_path
     )
     cost = json.loads((out / "cost.json").read_text())
     assert cost["qpu_seconds"] is None and cost["qpu_seconds_source"].startswith("estimated")
+    from qvit_hw.jobs.cost import JOB_OVERHEAD
+
     per_shot = 250e-6  # FakeBrisbane's repetition delay, plus the circuit's microseconds
-    assert cost["shots"] * per_shot < cost["qpu_seconds_estimated"] < cost["shots"] * 2 * per_shot
+    shots_seconds = cost["qpu_seconds_estimated"] - cost["jobs"] * JOB_OVERHEAD["ibm"]
+    assert cost["shots"] * per_shot < shots_seconds < cost["shots"] * 2 * per_shot
     ideal = tmp_path / "ideal"
     assert cli("run", bundle, "--limit", "1", "--out", ideal).exit_code == 0
     assert json.loads((ideal / "cost.json").read_text())["qpu_seconds_source"].startswith("unknown")
@@ -130,3 +138,61 @@ def test_a_paid_backend_needs_consent_and_a_local_one_does_not(bundle, tmp_path,
 def test_a_budget_must_be_positive(bundle, tmp_path, flag):
     result = cli("run", bundle, flag, 0, "--out", tmp_path / "x")
     assert result.exit_code == 1 and f"{flag} must be" in result.output
+
+
+def test_a_dry_run_on_a_live_device_without_credentials_prices_on_its_snapshot(
+    bundle, tmp_path, monkeypatch
+):
+    """Finding 7: `--dry-run --backend ibm_fez` without credentials stopped instead of
+    pricing the run; QPU seconds were printed as "estimated" though a lower bound, with
+    nothing saying what they cost."""
+    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no saved account either
+    monkeypatch.setenv("QISKIT_IBM_RUNTIME_CONFIG_FILE", str(tmp_path / "none.json"))
+    args = ("run", bundle, "--backend", "ibm_fez", *FAST, "--out", tmp_path / "x", "--dry-run")
+    result = cli(*args, "--price-per-qpu-second", "1.6", env={"COLUMNS": "200"})  # one line a row
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.split())
+    assert "priced on │ ibm_fez's offline snapshot (calibration of 20" in words
+    assert "no IBM credentials here" in words
+    assert "estimated QPU seconds (a lower bound)" in words
+    assert "per-circuit loading is not counted, so a lower bound" in words
+    snapshot = preview(RunOptions(bundle, backend="ibm_fez?local=1", limit=4, batch_size=2,
+                                  scheduler=SchedulerConfig(job_size=8)))  # fmt: skip
+    seconds = snapshot.total.qpu_seconds
+    assert f"│ {seconds:,.1f} │" in words and f"{seconds * 1.6:,.2f}" in words
+    assert "at 1.6 per QPU second (your --price-per-qpu-second, 20" in words
+    assert not (tmp_path / "x").exists()
+
+
+def test_qpu_seconds_count_ibms_per_job_overhead(bundle):
+    from qvit_hw.jobs.cost import JOB_OVERHEAD
+
+    options = RunOptions(bundle, backend="fake_brisbane", limit=4, batch_size=2,
+                         scheduler=SchedulerConfig(job_size=8))  # fmt: skip
+    plan = preview(options)
+    total = plan.total
+    per_shot = 250e-6  # FakeBrisbane's repetition delay, plus the circuit's microseconds
+    overhead = total.jobs * JOB_OVERHEAD["ibm"]
+    assert JOB_OVERHEAD["ibm"] == pytest.approx(3.0) and total.jobs >= 2
+    assert total.shots * per_shot + overhead < total.qpu_seconds
+    assert total.qpu_seconds < total.shots * 1.2 * per_shot + overhead
+
+
+def test_an_adaptive_dry_run_gives_an_expected_figure_that_a_run_meets(bundle, tmp_path):
+    """Finding 7: an adaptive dry run gave only a range (first round to ceiling, 685 s to
+    106,335 s); the expected figure simulates the rounds (ideal shot noise) on a sample."""
+    from qvit_hw.jobs.run import run_bundle
+
+    adaptive = AdaptiveConfig(initial_shots=100, max_shots_per_row=3200)
+    options = RunOptions(bundle, backend="shots?seed=0", limit=4, batch_size=2,
+                         adaptive=adaptive)  # fmt: skip
+    plan = preview(options)
+    assert plan.expected_from.startswith("ideal shot noise on 4 images")
+    assert plan.data.shots <= plan.expected.shots <= plan.ceiling.shots
+    ran = run_bundle(options, tmp_path / "run")  # the same images, the same noise
+    assert plan.expected.shots == ran.cost["shots"]
+    fake = preview(RunOptions(bundle, backend="fake_brisbane", limit=4, adaptive=adaptive))
+    assert fake.data.qpu_seconds <= fake.expected.qpu_seconds < fake.ceiling.qpu_seconds
+    assert any(k.startswith("expected (ideal shot noise") for k, _ in fake.table())

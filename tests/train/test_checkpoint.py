@@ -32,8 +32,13 @@ def test_train_writes_checkpoints_that_rebuild_the_model(tmp_path: Path, tiny: T
     model, info = load_checkpoint(tmp_path / "best.pt")
     assert info["stage"] == "train" and info["arch"] == "vision-transformer"
     assert info["config"]["model"] == "vit" and info["config"]["num_classes"] == 10
+    images = info["dataset"].pop("images")
     assert info["dataset"] == {"name": "digits", "size": 28, "task": "multi-class",
-                               "classes": [str(i) for i in range(10)]}  # fmt: skip
+                               "classes": [str(i) for i in range(10)],
+                               "fingerprint": "sklearn:load_digits", "root": None}  # fmt: skip
+    for split in ("train", "val", "test"):  # --limit 24 of 10 similar classes: 2 or 3 each
+        assert list(images[split]) == [str(i) for i in range(10)]
+        assert sum(images[split].values()) == 24 and set(images[split].values()) == {2, 3}
     assert info["normalization"] == {"mean": [0.5] * 3, "std": [0.5] * 3}
     assert info["epoch"] == result.best["epoch"] == info["metrics"]["best"]["epoch"]
     best_auc = max(r["val_auc"] for r in result.history)

@@ -29,7 +29,7 @@ def test_teacher_pretrained_offline_is_one_line(
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    argv = ["qvit-hw", "distill", "--dataset", "digits", "--limit", "8", "--out", str(tmp_path)]
+    argv = ["qvit-hw", "distill", "--dataset", "digits", "--limit", "10", "--out", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", [*argv, "--teacher-pretrained"])
     with pytest.raises(SystemExit) as stop:
         main()
@@ -99,3 +99,21 @@ def test_clear_run_keeps_user_files_and_empty_stages_go(tmp_path: Path) -> None:
     clear_run(tmp_path)
     assert sorted(user_files(tmp_path)) == ["other/last.pt", "teacher/mine.txt"]
     assert not (tmp_path / "kd").exists()  # emptied, so removed
+
+
+def test_a_size_the_model_does_not_take_names_the_flag() -> None:
+    """Finding 6: --size 64 spoke of patch_size, which is no option of train."""
+    args = ["train", "--dataset", "digits", "--size", "64", "--out", "never"]
+    line = error_line(CliRunner().invoke(app, args))
+    assert line == (
+        "error: --size must be 28 or 224 (the paper's two inputs: 2x2 and 16x16 patches), got 64"
+    )
+    assert not Path("never").exists()
+
+
+@pytest.mark.parametrize("name", ["train", "distill"])
+def test_help_is_grouped_in_panels_with_choices(name: str) -> None:
+    text = CliRunner().invoke(app, [name, "--help"]).output
+    panels = ["Data", "Model", "Schedule", "Output", "Compute"]
+    assert [p for p in panels if f"─ {p} ─" in text] == panels
+    assert "28|224" in text and "qvit|vit" in text and "<int>" not in text
