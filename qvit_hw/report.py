@@ -606,7 +606,7 @@ def plots(
     return out
 
 
-SPECTRUM_SE = 0.05  # coefficients with a larger standard error are left out of the spectrum
+SPECTRUM_SE = 0.02  # coefficients with a larger standard error are left out of the spectrum
 
 
 def fourier_spectra(arrays: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:

@@ -162,8 +162,9 @@ def test_against_puts_both_runs_in_the_json_and_side_by_side_in_the_html(runs):
     assert "fake_brisbane (300 shots, mitigate=readout)" in page and "shots (400 shots)" in page
     assert "<script" not in page and not re.search(r'(src|href)="(?!data:)|url\(', page)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    # scatter, errors, per QNN, per qubit, Hellinger, confusion vs exact and vs true labels
-    assert len(images) == 2 * 7
+    # scatter, errors, per QNN, per qubit, Hellinger, agreement vs what the run spent,
+    # confusion vs exact and vs true labels
+    assert len(images) == 2 * 8
     import matplotlib.image as mpimg
 
     for data in images:
@@ -209,7 +210,7 @@ def test_report_html_renders_in_headless_chromium(runs, tmp_path):
     assert pixels.shape[:2] == (4000, 1280) and pixels.std() > 0.05
     dom = subprocess.run([*args[:-3], "--dump-dom", page.as_uri()], capture_output=True,
                          text=True, timeout=120).stdout  # fmt: skip
-    assert dom.count("<img") == 14 and "Fidelity report" in dom
+    assert dom.count("<img") == 16 and "Fidelity report" in dom
     # what the page says it shows: the data set, its class names, both confusion matrices
     assert "data set <b>digits</b>" in dom and "classes <b>0: 0, 1: 1, 2: 2" in dom
     for title in ("backend vs the exact model", "backend vs the true labels"):

@@ -96,7 +96,7 @@ def combine(
         sampled, counts = _copy_histograms(samples[slot.template], slot, k, n)
         out.append(
             RowEstimates(
-                np.clip(z_c[inv], -1.0, 1.0),
+                np.clip(z_c[inv], -1.0, 1.0) if stages else z_c[inv],
                 se_c[inv],
                 z[inv],
                 se[inv],

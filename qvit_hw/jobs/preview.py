@@ -88,7 +88,8 @@ class Preview:
         first = "data (first round)" if self.ceiling is not None else "data"
         rows = [
             ("images / rows / unique rows",
-             f"{self.images} / {self.rows:,} / {self.unique_rows:,}"),
+             f"{self.images} / {self.rows:,} / {self.unique_rows:,}")
+            if self.images else ("rows / unique rows", f"{self.rows:,} / {self.unique_rows:,}"),
             (f"{first}: jobs / executions / shots",
              f"{self.data.jobs} / {self.data.executions:,} / {self.data.shots:,}"),
             ("calibration: jobs / executions / shots",
@@ -100,6 +101,8 @@ class Preview:
             ("shots per image (the device's shots / images)",
              f"{total.shots / max(1, self.images):,.0f}"),
         ]  # fmt: skip
+        if not self.images:  # characterize: its cost is per device, not per image
+            rows.pop()
         if self.priced_on:
             rows.insert(0, ("priced on", self.priced_on))
         if self.expected is not None:
@@ -186,7 +189,7 @@ def expected_adaptive(
     from ..backends import get_backend
     from .cost import job_overhead
     from .executor import SchedulerExecutor
-    from .run import _infer
+    from .infer import _infer
 
     model, data, norm = loaded
     adaptive = options.adaptive

@@ -80,7 +80,7 @@ def refit(
     """Fit every QNN over the executor's recorded rows and predict each batch again.
 
     ``batches``: per batch, its image ids and the model's logits as a function of its one
-    QNN layer's values (`run._logits_of`); ``specs``: QNN name -> (spec, weights); ``fit``:
+    QNN layer's values (`infer._logits_of`); ``specs``: QNN name -> (spec, weights); ``fit``:
     a fit made before (a characterization's, for `surrogate:`) instead of fitting these rows."""
     rows = executor.rows()
     names = [str(n) for n in rows["names"]]

@@ -106,6 +106,7 @@ def test_characterize_dry_run_prices_it_and_resume_pays_nothing(measured, bundle
                  "--mitigate", "readout", "--out", str(measured["root"] / "dry"), "--dry-run",
                  *N4)  # fmt: skip
     assert "calibration: jobs / executions / shots │ 1 / 2 / 40,000" in result.output
+    assert "rows / unique rows" in result.output and "per image" not in result.output
     assert result.exit_code == 0 and "estimated QPU seconds" in result.output
     assert not (measured["root"] / "dry").exists()
     before = submits(measured["state"])

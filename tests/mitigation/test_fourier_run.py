@@ -89,6 +89,6 @@ def test_the_report_shows_the_device_spectrum_beside_the_ideal_one(runs):
     assert [s["qnn"] for s in spectra][:2] == ["block0.head0.q", "block0.head0.k"]
     for s in spectra:  # an ideal device: the determined terms are the circuit's own
         device, exact = np.array(s["device"]), np.array(s["exact"])
-        assert s["terms"] > 0 and np.allclose(device, exact, atol=0.05)
+        assert s["terms"] > 0 and np.allclose(device, exact, atol=0.06)
     html = (runs["fit"] / "report.html").read_text()
     assert "Fourier spectrum per QNN" in html and "Agreement vs what the run spent" in html
