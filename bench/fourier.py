@@ -137,9 +137,7 @@ def _auto(bundle: Path, tmp: Path, backend: str, mitigate: str) -> dict[str, Any
     return {"agreement": summary.agreement, "mae": summary.z_mae, **_cost(summary.cost)}
 
 
-def _surrogate(
-    bundle: Path, tmp: Path, backend: str, mitigate: str, shots: int
-) -> dict[str, Any]:
+def _surrogate(bundle: Path, tmp: Path, backend: str, mitigate: str, shots: int) -> dict[str, Any]:
     from qvit_hw.jobs.characterize import CharacterizeOptions, characterize
     from qvit_hw.jobs.config import SchedulerConfig
     from qvit_hw.jobs.run import run_bundle
@@ -263,9 +261,11 @@ def _markdown(done: dict[str, Any]) -> str:
         for seed in SEEDS:
             r = done[f"model{model}|seed{seed}"]
             name = "demo" if model == 0 else f"seed {model}"
-            lines.append(f"| {name} | {seed} | {r['agreement_unfitted']:.1%} | "
-                         f"{r['agreement']:.1%} | {r['mae_unfitted']:.4f} | {r['mae']:.4f} | "
-                         f"{r['z_sd']:.3f} | {r['disagreements']} | {r['flip_sum']:.1f} |")  # fmt: skip
+            lines.append(
+                f"| {name} | {seed} | {r['agreement_unfitted']:.1%} | {r['agreement']:.1%} | "
+                f"{r['mae_unfitted']:.4f} | {r['mae']:.4f} | {r['z_sd']:.3f} | "
+                f"{r['disagreements']} | {r['flip_sum']:.1f} |"
+            )
     lines += ["", *_verdicts(done), ""]
     return "\n".join(lines)
 
