@@ -1044,7 +1044,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",
                               "poll_interval": "SECONDS", "retries": "N",
-                              "retry_wait": "SECONDS"},
+                              "retry_wait": "SECONDS", "resubmit_unrecorded": None},
 }  # fmt: skip
 
 
