@@ -743,10 +743,20 @@ def run(
         help="none, or corrections applied in order, separated by commas: readout "
         "(calibration circuits) or readout-props (backend data), then learned (affine maps per "
         "physical qubit fitted on rows whose exact answer is known), e.g. readout,learned; "
-        "last, fourier fits each QNN's function over every row of the run (readout,fourier).",
+        "zne (rows again with 2-qubit gates folded, extrapolated to zero noise: readout,zne); "
+        "last, fourier fits each QNN's function over every row of the run "
+        "(readout,zne,fourier).",
     ),
     calibration_rows: int = typer.Option(
         _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."
+    ),
+    zne_scales: str = typer.Option(
+        ",".join(map(str, _SCHED.zne_scales)),
+        help="--mitigate ...,zne: noise scales, odd, the first 1 (each 2-qubit gate G becomes "
+        "G (G^-1 G)^((scale - 1) / 2)).",
+    ),
+    zne_extrapolation: str = typer.Option(
+        _SCHED.zne_extrapolation, help="--mitigate ...,zne: richardson, linear or exponential."
     ),
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
@@ -792,6 +802,7 @@ def run(
     """Run a bundle's inference with every QNN row executed on a backend through the job
     scheduler; Ctrl-C keeps the journal, and --resume continues without paying twice."""
     from .jobs.run import RunOptions, run_bundle
+    from .mitigation.zne import ZNEConfig
 
     count = _shots_count(shots)  # one line and exit 1 for a bad value, before anything runs
     auto = count is None
@@ -814,6 +825,8 @@ def run(
                 poll_interval=poll_interval, seed=seed,
                 max_total_shots=max_total_shots, max_qpu_seconds=max_qpu_seconds,
                 resubmit_unrecorded=resubmit_unrecorded,
+                zne_scales=ZNEConfig.parse(zne_scales, zne_extrapolation).scales,
+                zne_extrapolation=zne_extrapolation.strip().lower(),
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
             adaptive=adaptive,
@@ -1039,7 +1052,8 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                          "initial_shots": "N", "max_shots_per_row": "N",
                          "max_total_shots": "N", "max_qpu_seconds": "SECONDS",
                          "price_per_qpu_second": "PRICE"},
-    "Mitigation and packing": {"mitigate": "LIST",
+    "Mitigation and packing": {"mitigate": "LIST", "zne_scales": "1,3[,5...]",
+                               "zne_extrapolation": "richardson|linear|exponential",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",

@@ -60,8 +60,15 @@ class SchedulerConfig:
     # submit again a job whose intent was journaled without a job id on a backend that
     # cannot be asked whether it got it (the user checked it did not); not in the identity
     resubmit_unrecorded: bool = False
+    # --mitigate ...,zne: noise scales (2-qubit gates folded) and the extrapolation
+    zne_scales: tuple[int, ...] = (1, 3)
+    zne_extrapolation: str = "richardson"
 
     def __post_init__(self) -> None:
+        from ..mitigation.zne import ZNEConfig
+
+        zne = ZNEConfig(tuple(self.zne_scales), self.zne_extrapolation)  # ValueError naming it
+        object.__setattr__(self, "zne_scales", zne.scales)
         _whole("shots", self.shots)
         _whole("max_total_shots", self.max_total_shots, optional=True)
         if self.max_qpu_seconds is not None:

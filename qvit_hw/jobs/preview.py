@@ -152,6 +152,8 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
         result.rows += p.rows
         result.unique_rows += p.unique_rows
         result.data.add(list(p.jobs), runner)
+        for scale in runner.scales[1:]:  # zne: every row again with its gates folded
+            result.data.add(list(runner.plan(calls, shots, scale).jobs), runner)
         if result.ceiling is not None:  # planned at what one job may take, then scaled
             top, target = adaptive.max_shots_per_row, backend.target
             fit = min(top, *(v for v in (target.max_shots, target.max_executions) if v))

@@ -125,6 +125,11 @@ class RunOptions:
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         names = parse_mitigation(self.mitigate)  # ValueError naming --mitigate
+        if "zne" in names and self.adaptive is not None:
+            raise ValueError(
+                "--shots auto does not compose with --mitigate zne yet (its rounds would "
+                "have to run every noise scale): use a fixed --shots with zne"
+            )
         if "fourier" in names and self.adaptive is not None:
             raise ValueError(
                 "--shots auto does not compose with --mitigate fourier yet (its rounds decide "
@@ -434,6 +439,9 @@ def _identity(settings: dict[str, Any], backend: Any, bundle: str) -> dict[str, 
         identity["adaptive"] = {
             k: v for k, v in identity["adaptive"].items() if k != "max_shots_per_row"
         }
+    if "zne" in parse_mitigation(settings["mitigate"]):  # only where they change results
+        identity["zne"] = {"scales": list(settings["zne_scales"]),
+                           "extrapolation": settings["zne_extrapolation"]}  # fmt: skip
     return identity
 
 

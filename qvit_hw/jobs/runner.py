@@ -40,7 +40,7 @@ class QNNRunner:
         self.mitigation = parse_mitigation(mitigation)
         self.scheduler = Scheduler(backend, self.config, **loop)
         self.backend = backend
-        self._templates: dict[QNNSpec, Template] = {}
+        self._templates: dict[tuple[QNNSpec, int], Template] = {}
         self._corrections: dict[QNNSpec, list[Correction]] = {}
 
     @property
@@ -58,19 +58,33 @@ class QNNRunner:
     def job_size(self) -> int | None:
         return self.scheduler.job_size
 
-    def template(self, spec: QNNSpec) -> Template:
-        """The compiled template of ``spec`` on this backend and its circuit key (cached)."""
-        if spec not in self._templates:
+    @property
+    def scales(self) -> tuple[int, ...]:
+        """The noise scales every row runs at (1 alone without zne)."""
+        return self.config.zne_scales if "zne" in self.mitigation else (1,)
+
+    def template(self, spec: QNNSpec, scale: int = 1) -> Template:
+        """The compiled template of ``spec`` on this backend (at noise ``scale``: its
+        2-qubit gates folded, `mitigation.zne`) and its circuit key (cached)."""
+        key = (spec, scale)
+        if key not in self._templates:
             from ..transpile import circuit_key, template_for
 
-            compiled = template_for(
-                spec,
-                self.backend.target.device,
-                max_copies=self.config.max_copies,
-                seed=self.config.seed,
-                packing=self.packing,
-            )
-            self._templates[spec] = Template(compiled, circuit_key(compiled.circuit))
+            if scale == 1:
+                compiled = template_for(
+                    spec,
+                    self.backend.target.device,
+                    max_copies=self.config.max_copies,
+                    seed=self.config.seed,
+                    packing=self.packing,
+                )
+            else:
+                from ..mitigation.zne import fold_compiled
+
+                device = self.backend.target.device
+                basis = None if device is None else device.basis_gates
+                compiled = fold_compiled(self.template(spec).compiled, scale, basis)
+            self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
             self.stats.templates[compiled.circuit.name] = {
                 "copies": compiled.copies,
                 "placements": [list(p) for p in compiled.placements],
@@ -78,14 +92,15 @@ class QNNRunner:
                 "two_qubit_gates": compiled.two_qubit_gates,
                 "swaps": compiled.swaps,
             }
-        return self._templates[spec]
+        return self._templates[key]
 
-    def plan(self, calls: Sequence[QNNCall], shots: int | None = None) -> Plan:
-        """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots)."""
+    def plan(self, calls: Sequence[QNNCall], shots: int | None = None, scale: int = 1) -> Plan:
+        """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots) on
+        the templates of noise ``scale``."""
         shots = self.config.shots if shots is None else shots
         return plan(
             calls,
-            self.template,
+            lambda spec: self.template(spec, scale),
             backend=identity_key(self.backend),
             shots=shots,
             job_size=self.scheduler.job_size_for(shots),
@@ -104,16 +119,51 @@ class QNNRunner:
     ) -> list[list[RowEstimates]]:
         """Several sets of calls, each at its own shots, executed as one batch of jobs (so
         they are in flight together): per group, estimates for every row of every call."""
-        plans = [self.plan(calls, shots) for calls, shots in groups]
-        results = self.scheduler.execute([j for p in plans for j in p.jobs], description)
+        scales = self.scales
+        plans = [[self.plan(calls, shots, s) for s in scales] for calls, shots in groups]
+        jobs = [j for per_scale in plans for p in per_scale for j in p.jobs]
+        results = self.scheduler.execute(jobs, description)
         out, start = [], 0
-        for (calls, _), p in zip(groups, plans, strict=True):
-            mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
+        for (calls, _), per_scale in zip(groups, plans, strict=True):
             self.stats.calls += len(calls)
-            self.stats.rows += p.rows
-            self.stats.unique_rows += p.unique_rows
+            self.stats.rows += per_scale[0].rows
+            self.stats.unique_rows += per_scale[0].unique_rows
             specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
-            out.append(combine(p, mine, [self.corrections(spec) for spec in specs]))
+            corrections = [self.corrections(spec) for spec in specs]
+            estimates = []
+            for p in per_scale:
+                mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
+                estimates.append(combine(p, mine, corrections))
+            out.append(estimates[0] if len(scales) == 1 else self._extrapolated(estimates))
+        return out
+
+    def _extrapolated(self, per_scale: list[list[RowEstimates]]) -> list[RowEstimates]:
+        """Each call's rows at every noise scale (corrected) -> extrapolated to zero noise;
+        raw values, histograms and qubits are scale 1's, shots every scale's."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from ..mitigation.zne import extrapolate
+
+        out = []
+        for parts in zip(*per_scale, strict=True):
+            z = np.stack([e.z if e.z_linear is None else e.z_linear for e in parts])
+            se = np.stack([e.stderr for e in parts])
+            z0, se0 = extrapolate(z, se, self.config.zne_scales, self.config.zne_extrapolation)
+            first = parts[0]
+            shots = None if first.shots is None else sum(e.shots for e in parts)
+            clipped = np.clip(z0, -1.0, 1.0)
+            out.append(
+                replace(
+                    first,
+                    z=clipped,
+                    stderr=se0,
+                    z_linear=z0,
+                    shots=shots,
+                    stages=(*first.stages, (clipped, se0)),
+                )
+            )
         return out
 
     def corrections(self, spec: QNNSpec) -> list[Correction]:
@@ -147,7 +197,7 @@ class QNNRunner:
         """The fitted corrections so far: template circuit name -> mitigation name -> the
         correction (ReadoutCalibration, LearnedCalibration)."""
         return {
-            self._templates[spec].compiled.circuit.name: dict(
+            self._templates[(spec, 1)].compiled.circuit.name: dict(
                 zip([m.name for m in mitigations(self.mitigation)], fitted, strict=True)
             )
             for spec, fitted in self._corrections.items()
