@@ -147,7 +147,7 @@ def chip_plot(
     cmap = colormaps["viridis"]
     ax.scatter(
         *xy[used].T,
-        s=90,
+        s=260,
         c=[mae[q] for q in used],
         cmap=cmap,
         norm=norm,
@@ -159,7 +159,8 @@ def chip_plot(
         ax.annotate(
             str(q),
             xy[q],
-            fontsize=6,
+            fontsize=7.5,
+            fontweight="bold",
             ha="center",
             va="center",
             zorder=4,

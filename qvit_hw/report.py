@@ -576,7 +576,10 @@ def plots(
         ),
         ("Error per QNN", per_qnn_plot(numbers["per_qnn"])),
     ]
-    edges, num_qubits = _coupling_map(data.run.get("backend_name", ""))
+    chip = str(data.run.get("backend_name", ""))
+    if chip.startswith("surrogate:"):  # a characterization's device
+        chip = str(((data.run.get("identity") or {}).get("backend") or {}).get("device", ""))
+    edges, num_qubits = _coupling_map(chip)
     chip = chip_plot(numbers["per_qubit"], edges, num_qubits, vmax=scale.get("qubit_mae"))
     out.append(("Error per physical qubit", chip))
     if data.histograms is not None and len(data.histograms["row"]):
@@ -843,6 +846,7 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
 figure {{ margin: 0; }} img {{ max-width: 640px; }}
+img[alt^="Error per physical qubit"] {{ max-width: 100%; }}  /* the chip: labels legible */
 figcaption {{ font-size: 0.85em; color: #555; }}
 .note {{ color: #444; background: #eef3fb; border-left: 4px solid #4a7bd0;
   padding: 0.4em 0.8em; }}
