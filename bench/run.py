@@ -28,6 +28,7 @@ SECTIONS = [
     "bench.mitigation",
     "bench.adaptive",
     "bench.fourier",
+    "bench.zne",
 ]
 OUT = Path(__file__).with_name("RESULTS.md")
 PARTS = Path(__file__).with_name("results")
