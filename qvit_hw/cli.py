@@ -758,6 +758,10 @@ def run(
     zne_extrapolation: str = typer.Option(
         _SCHED.zne_extrapolation, help="--mitigate ...,zne: richardson, linear or exponential."
     ),
+    zne_fold: str = typer.Option(
+        _SCHED.zne_fold,
+        help="--mitigate ...,zne: fold the 2-qubit gates (two) or every gate but RZ (all).",
+    ),
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
     ),
@@ -825,8 +829,9 @@ def run(
                 poll_interval=poll_interval, seed=seed,
                 max_total_shots=max_total_shots, max_qpu_seconds=max_qpu_seconds,
                 resubmit_unrecorded=resubmit_unrecorded,
-                zne_scales=ZNEConfig.parse(zne_scales, zne_extrapolation).scales,
+                zne_scales=ZNEConfig.parse(zne_scales, zne_extrapolation, zne_fold).scales,
                 zne_extrapolation=zne_extrapolation.strip().lower(),
+                zne_fold=zne_fold.strip().lower(),
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
             adaptive=adaptive,
@@ -1054,6 +1059,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                          "price_per_qpu_second": "PRICE"},
     "Mitigation and packing": {"mitigate": "LIST", "zne_scales": "1,3[,5...]",
                                "zne_extrapolation": "richardson|linear|exponential",
+                               "zne_fold": "two|all",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",

@@ -63,11 +63,12 @@ class SchedulerConfig:
     # --mitigate ...,zne: noise scales (2-qubit gates folded) and the extrapolation
     zne_scales: tuple[int, ...] = (1, 3)
     zne_extrapolation: str = "richardson"
+    zne_fold: str = "two"  # which gates fold: "two" (2-qubit) or "all" (every noisy gate)
 
     def __post_init__(self) -> None:
         from ..mitigation.zne import ZNEConfig
 
-        zne = ZNEConfig(tuple(self.zne_scales), self.zne_extrapolation)  # ValueError naming it
+        zne = ZNEConfig(tuple(self.zne_scales), self.zne_extrapolation, self.zne_fold)
         object.__setattr__(self, "zne_scales", zne.scales)
         _whole("shots", self.shots)
         _whole("max_total_shots", self.max_total_shots, optional=True)

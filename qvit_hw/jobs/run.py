@@ -441,7 +441,8 @@ def _identity(settings: dict[str, Any], backend: Any, bundle: str) -> dict[str, 
         }
     if "zne" in parse_mitigation(settings["mitigate"]):  # only where they change results
         identity["zne"] = {"scales": list(settings["zne_scales"]),
-                           "extrapolation": settings["zne_extrapolation"]}  # fmt: skip
+                           "extrapolation": settings["zne_extrapolation"],
+                           "fold": settings["zne_fold"]}  # fmt: skip
     return identity
 
 

@@ -83,7 +83,9 @@ class QNNRunner:
 
                 device = self.backend.target.device
                 basis = None if device is None else device.basis_gates
-                compiled = fold_compiled(self.template(spec).compiled, scale, basis)
+                compiled = fold_compiled(
+                    self.template(spec).compiled, scale, basis, self.config.zne_fold
+                )
             self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
             self.stats.templates[compiled.circuit.name] = {
                 "copies": compiled.copies,

@@ -7,6 +7,8 @@ later pass cancels it; G^-1 is written in the device's own gates (ECR and CZ are
 inverses; iSWAP^-1 = (RZ(pi) x RZ(pi)) iSWAP, the RZs virtual on hardware), so a folded
 template has lambda times the 2-qubit gates of the original and the same 1-qubit gates,
 parameters, layout and measurements. The unitary is unchanged: only the noise scales.
+``fold="all"`` folds the 1-qubit gates too (SX^-1 = RZ(pi) SX RZ(pi); RZ is a frame change
+and is not folded), which also scales their errors and the circuit's duration.
 
 Extrapolation (`extrapolate`), per row and qubit, from estimates z_k with standard errors
 s_k at scales lambda_k:
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
     from ..transpile import CompiledQNN
 
 EXTRAPOLATIONS = ("richardson", "linear", "exponential")
+FOLDS = ("two", "all")  # which gates fold: the 2-qubit ones, or every noisy gate
 IGNORED = frozenset({"barrier", "measure", "delay", "reset"})
+VIRTUAL = frozenset({"rz", "id", "delay"})  # frame changes: no noise to scale
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ZNEConfig:
 
     scales: tuple[int, ...] = (1, 3)
     extrapolation: str = "richardson"
+    fold: str = "two"
 
     def __post_init__(self) -> None:
         scales = tuple(self.scales)
@@ -57,15 +62,17 @@ class ZNEConfig:
                 f"--zne-extrapolation must be one of {', '.join(EXTRAPOLATIONS)}, "
                 f"got {self.extrapolation!r}"
             )
+        if self.fold not in FOLDS:
+            raise ValueError(f"--zne-fold must be one of {', '.join(FOLDS)}, got {self.fold!r}")
         object.__setattr__(self, "scales", scales)
 
     @classmethod
-    def parse(cls, scales: str, extrapolation: str) -> ZNEConfig:
+    def parse(cls, scales: str, extrapolation: str, fold: str = "two") -> ZNEConfig:
         try:
             values = tuple(int(s) for s in scales.split(",") if s.strip())
         except ValueError:
             raise ValueError(f"--zne-scales must be odd whole numbers, got {scales!r}") from None
-        return cls(values, extrapolation.strip().lower())
+        return cls(values, extrapolation.strip().lower(), fold.strip().lower())
 
 
 def inverse_ops(op: Any, basis: Sequence[str] | None) -> list[tuple[Any, tuple[int, ...]]]:
@@ -82,15 +89,20 @@ def inverse_ops(op: Any, basis: Sequence[str] | None) -> list[tuple[Any, tuple[i
     raise TranspileError(f"cannot fold {op.name}: its inverse {inverse.name} is not a device gate")
 
 
-def fold_gates(circuit: QuantumCircuit, scale: int, basis: Sequence[str] | None) -> QuantumCircuit:
-    """``circuit`` with every 2-qubit gate G replaced by G (G^-1 G)^((scale - 1) / 2)."""
+def fold_gates(
+    circuit: QuantumCircuit, scale: int, basis: Sequence[str] | None, fold: str = "two"
+) -> QuantumCircuit:
+    """``circuit`` with every 2-qubit gate G (``fold="all"``: every gate that is not a
+    virtual frame change) replaced by G (G^-1 G)^((scale - 1) / 2)."""
     if scale == 1:
         return circuit
     out = circuit.copy_empty_like(name=f"{circuit.name}_zne{scale}")
     for inst in circuit.data:
         out.append(inst.operation, inst.qubits, inst.clbits)
         op = inst.operation
-        if op.num_qubits != 2 or op.name in IGNORED:
+        if op.name in IGNORED or op.name in VIRTUAL or op.num_qubits > 2:
+            continue
+        if op.num_qubits == 1 and fold != "all":
             continue
         inverse = inverse_ops(op, basis)
         for _ in range((scale - 1) // 2):
@@ -102,10 +114,12 @@ def fold_gates(circuit: QuantumCircuit, scale: int, basis: Sequence[str] | None)
     return out
 
 
-def fold_compiled(compiled: CompiledQNN, scale: int, basis: Sequence[str] | None) -> CompiledQNN:
+def fold_compiled(
+    compiled: CompiledQNN, scale: int, basis: Sequence[str] | None, fold: str = "two"
+) -> CompiledQNN:
     """A compiled template at noise scale ``scale``: the same copies, placements and
     parameter order (folding adds no parameter), lambda times the 2-qubit gates."""
-    folded = fold_gates(compiled.circuit, scale, basis)
+    folded = fold_gates(compiled.circuit, scale, basis, fold)
     if folded is compiled.circuit:
         return compiled
     return replace(

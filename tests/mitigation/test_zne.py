@@ -119,3 +119,18 @@ def test_on_fake_brisbane_zne_removes_most_of_the_gate_bias(bundle, tmp_path):
     assert left < 0.5 * bias, (bias, left)
     stages = json.loads((folded / "corrections.json").read_text())["stages"]
     assert [s["name"] for s in stages] == ["raw", "readout", "readout+zne"]
+
+
+@pytest.mark.parametrize("name", ["ibm_brisbane", "rigetti_ankaa_3"])
+def test_folding_every_gate_scales_the_one_qubit_gates_too(name):
+    """--zne-fold all: SX and X (not the virtual RZ) are folded as well, the unitary kept."""
+    target = catalog.get_target(name, live=False)
+    compiled = template_for(chain(4), target, max_copies=1, seed=0)
+    values = np.random.default_rng(2).uniform(-np.pi, np.pi, compiled.circuit.num_parameters)
+    folded = fold_compiled(compiled, 3, target.basis_gates, "all")
+    before, after = compiled.circuit.count_ops(), folded.circuit.count_ops()
+    assert after["sx"] >= 3 * before["sx"]  # each SX^-1 is RZ SX RZ
+    assert after.get("x", 0) == 3 * before.get("x", 0)
+    assert unitary_of(compiled, values).equiv(unitary_of(folded, values))
+    with pytest.raises(ValueError, match="--zne-fold must be one of two, all"):
+        ZNEConfig((1, 3), "richardson", "some")
