@@ -76,12 +76,14 @@ class ZNEConfig:
 
 
 def inverse_ops(op: Any, basis: Sequence[str] | None) -> list[tuple[Any, tuple[int, ...]]]:
-    """G^-1 of a 2-qubit gate as (operation, qubit positions) in the device's gates."""
-    from qiskit.circuit.library import RZGate, iSwapGate
+    """G^-1 of a gate as (operation, qubit positions) in the device's gates."""
+    from qiskit.circuit.library import RZGate, SXGate, iSwapGate
 
     inverse = op.inverse()
     if inverse.name == op.name or basis is None or inverse.name in basis:
-        return [(inverse, (0, 1))]
+        return [(inverse, tuple(range(op.num_qubits)))]
+    if op.name == "sx":  # SX^-1 = RZ(pi) SX RZ(pi) up to a global phase (Z X Z = -X)
+        return [(RZGate(np.pi), (0,)), (SXGate(), (0,)), (RZGate(np.pi), (0,))]
     if op.name == "iswap":  # iSWAP^3 = iSWAP^-1, and iSWAP^2 = Z x Z
         return [(iSwapGate(), (0, 1)), (RZGate(np.pi), (0,)), (RZGate(np.pi), (1,))]
     from ..errors import TranspileError

@@ -8,7 +8,7 @@ import pytest
 from qiskit.quantum_info import Operator
 from typer.testing import CliRunner
 
-from qvit_hw.circuit import tree
+from qvit_hw.circuit import chain, tree
 from qvit_hw.cli import app
 from qvit_hw.devices import catalog
 from qvit_hw.mitigation.zne import ZNEConfig, extrapolate, fold_compiled
@@ -100,7 +100,8 @@ def test_on_an_ideal_device_zne_changes_nothing(bundle, tmp_path):
     cost_b = json.loads((folded / "cost.json").read_text())
     assert cost_b["executions"] == 3 * cost_a["executions"]
     run_json = json.loads((folded / "run.json").read_text())
-    assert run_json["identity"]["zne"] == {"scales": [1, 3, 5], "extrapolation": "richardson"}
+    zne = {"scales": [1, 3, 5], "extrapolation": "richardson", "fold": "two"}
+    assert run_json["identity"]["zne"] == zne
 
 
 def test_on_fake_brisbane_zne_removes_most_of_the_gate_bias(bundle, tmp_path):
