@@ -281,3 +281,24 @@ def agreement_cost_plot(points: list[dict[str, Any]], unit: str) -> bytes:
     ax.set_xlabel(unit)
     ax.set_ylabel("agreement with the exact model (%)")
     return _png(fig)
+
+
+def zne_plot(scales: list[float], per_qnn: list[dict[str, Any]], gates: list[float]) -> bytes:
+    """Zero-noise extrapolation per QNN: <Z> MAE against the exact model at each noise
+    scale and extrapolated to 0 (left), and the 2-qubit gates per circuit each scale costs
+    (right); ``per_qnn``: [{"qnn", "mae" (per scale), "extrapolated"}]."""
+    fig, first = _figure(10.0, 4.0)
+    first.remove()
+    left, right = fig.subplots(1, 2)
+    for q in per_qnn:
+        line = left.plot(scales, q["mae"], "o-", label=q["qnn"])[0]
+        left.plot([0, scales[0]], [q["extrapolated"], q["mae"][0]], ":", color=line.get_color())
+        left.plot([0], [q["extrapolated"]], "s", color=line.get_color())
+    left.set_xlabel("noise scale (0: extrapolated)")
+    left.set_ylabel("MAE of <Z> vs exact")
+    left.set_xlim(left=-0.3)
+    left.legend(fontsize=7)
+    right.bar([str(s) for s in scales], gates)
+    right.set_xlabel("noise scale")
+    right.set_ylabel("2-qubit gates per execution")
+    return _png(fig)

@@ -53,6 +53,7 @@ from .plots import (
     scatter_plot,
     shots_plot,
     spectrum_plot,
+    zne_plot,
 )
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
@@ -535,6 +536,8 @@ def compute(data: RunData) -> dict[str, Any]:
         "data_notes": [str(n) for n in _list(data.run.get("data_notes"))],
         # --mitigate ...,fourier: per QNN, coefficient norm by frequency weight
         "fourier_spectrum": fourier_spectra(data.fourier) or None,
+        # --mitigate ...,zne: error per noise scale and extrapolated, 2-qubit gates per scale
+        "zne": zne_numbers(data),
         # every correction's effect, side by side (raw, readout, readout+learned, ...)
         "corrections": [
             {k: _plain(v) if isinstance(v, float) else v for k, v in stage.items()}
@@ -598,6 +601,10 @@ def plots(
     if spectra:
         out.append(("Fourier spectrum per QNN: device vs ideal circuit (determined terms)",
                     spectrum_plot(spectra)))  # fmt: skip
+    zne = zne_numbers(data)
+    if zne is not None:
+        out.append(("Zero-noise extrapolation: error per noise scale, and its cost",
+                    zne_plot(zne["scales"], zne["per_qnn"], zne["two_qubit_gates"])))  # fmt: skip
     points, unit = agreement_points(data)
     if points:
         out.append(("Agreement vs what the run spent", agreement_cost_plot(points, unit)))
@@ -655,6 +662,38 @@ def fourier_spectra(arrays: dict[str, np.ndarray] | None) -> list[dict[str, Any]
             spectra.append({"qnn": entry["qnn"], "device": total(entry["device"]),
                             "exact": total(entry["exact"]), "terms": entry["terms"]})  # fmt: skip
     return spectra
+
+
+def zne_numbers(data: RunData) -> dict[str, Any] | None:
+    """--mitigate ...,zne: per QNN, MAE vs exact at each noise scale (corrected, before
+    extrapolation) and extrapolated (before any run-level fit), and the 2-qubit gates per
+    execution of each scale's template (what each scale costs beside scale 1)."""
+    values = data.rows.get("estimate_scales")
+    zne = (data.run.get("identity") or {}).get("zne")
+    if values is None or not isinstance(zne, dict):
+        return None
+    scales = [int(s) for s in zne.get("scales", [])]
+    r = data.rows
+    stages = _list(_corrections_file(data.path).get("stages"))
+    stage = next(
+        (s for s in stages if isinstance(s, dict) and str(s.get("name", "")).endswith("zne")),
+        None,
+    )
+    extrapolated = r["estimate_linear"] if "estimate_row" not in r else r["estimate_row"]
+    per_qnn = []
+    for i, name in enumerate(str(n) for n in r["names"]):
+        m = r["qnn"] == i
+        err = np.abs(values[m] - r["exact"][m][:, None, :])  # (rows, K, n)
+        zero = float(np.abs(extrapolated[m] - r["exact"][m]).mean())
+        per_qnn.append({"qnn": name, "mae": err.mean(axis=(0, 2)).tolist(), "extrapolated": zero})
+    templates = data.cost.get("templates") or {}
+    gates = []
+    for s in scales:
+        found = [t["two_qubit_gates"] for name, t in templates.items()
+                 if (name.endswith(f"_zne{s}") if s > 1 else "_zne" not in name)]  # fmt: skip
+        gates.append(float(np.mean(found)) if found else 0.0)
+    return {"scales": scales, "per_qnn": per_qnn, "two_qubit_gates": gates,
+            "stage": stage}  # fmt: skip
 
 
 def agreement_points(data: RunData) -> tuple[list[dict[str, Any]], str]:

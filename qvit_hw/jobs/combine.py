@@ -52,6 +52,8 @@ class RowEstimates:
     # z before clipping to [-1, 1] (the corrections are affine per qubit: a fit over many
     # rows must see their unclipped values to stay unbiased); None: equal to z
     z_linear: np.ndarray | None = None  # (rows, n)
+    # zne: the corrected estimate at each noise scale before extrapolation; None without
+    scaled: np.ndarray | None = None  # (rows, K, n)
 
 
 def combine(

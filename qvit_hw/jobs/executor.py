@@ -199,6 +199,7 @@ class SchedulerExecutor:
                     "qubits": est.qubits,
                     "shots": est.shots if est.shots is not None else np.zeros(rows, np.int64),
                     "estimate_linear": est.z if est.z_linear is None else est.z_linear,
+                    **({} if est.scaled is None else {"estimate_scales": est.scaled}),
                 }
             )
         self._recorded += rows * len(call.names)
@@ -235,6 +236,8 @@ class SchedulerExecutor:
         if not self._rows:
             raise ValueError("no rows recorded yet")
         out = {f: np.concatenate([r[f] for r in self._rows]) for f in ROW_FIELDS}
+        if all("estimate_scales" in r for r in self._rows):  # zne: (R, K, n)
+            out["estimate_scales"] = np.concatenate([r["estimate_scales"] for r in self._rows])
         out["names"] = np.array(self.names)
         return out
 

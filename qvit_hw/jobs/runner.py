@@ -159,6 +159,7 @@ class QNNRunner:
             out.append(
                 replace(
                     first,
+                    scaled=z.transpose(1, 0, 2),
                     z=clipped,
                     stderr=se0,
                     z_linear=z0,
