@@ -750,6 +750,11 @@ def run(
     calibration_rows: int = typer.Option(
         _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."
     ),
+    readout_shots: int | None = typer.Option(
+        _SCHED.readout_shots,
+        help="Shots of each readout calibration circuit (default: --shots); two circuits per "
+        "template, and their error is shared by every row read on the qubit.",
+    ),
     zne_scales: str = typer.Option(
         ",".join(map(str, _SCHED.zne_scales)),
         help="--mitigate ...,zne: noise scales, odd, the first 1 (each 2-qubit gate G becomes "
@@ -832,6 +837,7 @@ def run(
                 zne_scales=ZNEConfig.parse(zne_scales, zne_extrapolation, zne_fold).scales,
                 zne_extrapolation=zne_extrapolation.strip().lower(),
                 zne_fold=zne_fold.strip().lower(),
+                readout_shots=readout_shots,
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
             adaptive=adaptive,
@@ -1057,7 +1063,8 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                          "initial_shots": "N", "max_shots_per_row": "N",
                          "max_total_shots": "N", "max_qpu_seconds": "SECONDS",
                          "price_per_qpu_second": "PRICE"},
-    "Mitigation and packing": {"mitigate": "LIST", "zne_scales": "1,3[,5...]",
+    "Mitigation and packing": {"mitigate": "LIST", "readout_shots": "N",
+                               "zne_scales": "1,3[,5...]",
                                "zne_extrapolation": "richardson|linear|exponential",
                                "zne_fold": "two|all",
                                "calibration_rows": "N", "max_copies": "K",

@@ -48,6 +48,9 @@ class SchedulerConfig:
     # mitigation is on (same agreement, ~11 % fewer executions: bench/RESULTS.md), else best
     packing: str = "auto"
     calibration_rows: int = DEFAULT_CALIBRATION_ROWS  # per template, learned mitigation
+    # shots of each readout calibration circuit (None: --shots); two circuits per template,
+    # so more is cheap, and their error is shared by every row read on that qubit
+    readout_shots: int | None = None
     job_size: int | None = None  # executions per job (None: the backend's limit)
     max_in_flight: int = 4  # jobs submitted and not yet finished
     job_timeout: float = DEFAULT_JOB_TIMEOUT
@@ -78,6 +81,7 @@ class SchedulerConfig:
         _whole("max_copies", self.max_copies, optional=True)
         _whole("job_size", self.job_size, optional=True)
         _whole("calibration_rows", self.calibration_rows)
+        _whole("readout_shots", self.readout_shots, optional=True)
         if self.packing not in ("auto", *PACKINGS):
             raise ValueError(
                 f"--packing must be one of auto, {', '.join(PACKINGS)}, got {self.packing!r}"

@@ -48,6 +48,8 @@ def check_limits(options: RunOptions, backend: Any) -> None:
                 (options.scheduler.shots, "calibration jobs take {shots} shots under --shots "
                  "auto: choose --mitigate none or readout-props on this backend")
             )  # fmt: skip
+    if options.scheduler.readout_shots is not None and calibrates:
+        checks.append((options.scheduler.readout_shots, "pass --readout-shots {limit} or fewer"))
     for shots, advice in checks:
         try:
             target.job_capacity(shots)

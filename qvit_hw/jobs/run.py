@@ -96,6 +96,7 @@ IDENTITY_KEYS = (
     "job_size",
     "seed",
     "calibration_rows",
+    "readout_shots",
     "adaptive",
 )
 

@@ -185,7 +185,11 @@ class QNNRunner:
 
     def calibration_context(self) -> CalibrationContext:
         return CalibrationContext(
-            self.backend, self.config.shots, self.job_size, self.config.calibration_rows
+            self.backend,
+            self.config.shots,
+            self.job_size,
+            self.config.calibration_rows,
+            self.config.readout_shots,
         )
 
     def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:

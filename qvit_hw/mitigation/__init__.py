@@ -75,6 +75,7 @@ class CalibrationContext:
     shots: int
     job_size: int | None
     learned_rows: int = 0  # calibration rows per template for learned mitigation
+    readout_shots: int | None = None  # readout calibration circuits' shots (None: shots)
 
 
 class Mitigation(Protocol):

@@ -50,7 +50,10 @@ class ReadoutMitigation:
         compiled, backend = template.compiled, context.backend
         placements = np.asarray(compiled.placements)
         pubs = calibration_pubs(
-            compiled.circuit.num_qubits, placements, backend.target.basis_gates, context.shots
+            compiled.circuit.num_qubits,
+            placements,
+            backend.target.basis_gates,
+            context.readout_shots or context.shots,
         )
         keys = [circuit_key(p.circuit) for p in pubs]
         return [planned_job(identity_key(backend), pubs, keys)]
@@ -67,7 +70,7 @@ class ReadoutMitigation:
             backend = context.backend
             return from_properties(backend.readout_errors(), placements, backend.name)
         ((z0, z1),) = [tuple(pub.z[0] for pub in result.pubs) for result in results]
-        return from_calibration(z0, z1, placements, context.shots)
+        return from_calibration(z0, z1, placements, context.readout_shots or context.shots)
 
 
 @dataclass(frozen=True)
