@@ -274,7 +274,7 @@ def unnamed_bundle(tmp_path_factory) -> str:
         (("--backend", "mock?max_executions=1000", "--shots", "5000"),
          "5000 shots exceed mock's limit of 1,000 executions"),
         (("--dataset", "breastmnist"), "was trained on digits, not breastmnist"),
-        (("--mitigate", "zne"), "--mitigate must be one of none, readout, readout-props"),
+        (("--mitigate", "pec"), "--mitigate must be one of none, readout, readout-props"),
         (("--job-timeout", "nan"), "--job-timeout must be a finite number of seconds, got nan"),
         (("--poll-interval", "-1"), "--poll-interval must be >= 0, got -1.0"),
         (("--retries", "0"), "--retries must be >= 1, got 0"),

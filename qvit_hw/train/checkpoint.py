@@ -161,3 +161,30 @@ def _remove_ours(path: Path) -> None:
     for p in (path, path.with_name(f".{path.name}.tmp")):
         if p.is_file() or p.is_symlink():
             p.unlink()
+
+
+# what train and distill write in OUT (besides `save_atomic`'s .NAME.tmp files), and what a
+# sweep writes there first: anything else is the user's
+OWN_ENTRIES = frozenset({LAST, BEST, METRICS, "kd", "teacher", "sweep.log", ".lock"})
+
+
+def check_out_folder(out: Path, resume: bool, keep: str | None = None) -> None:
+    """A new run (or --overwrite, which replaces only its own files) into ``out`` needs a
+    folder that holds nothing of anyone else's: ValueError naming --out otherwise. ``keep``
+    (distill's --teacher-checkpoint) may lie inside."""
+    if resume or not out.is_dir():
+        return
+    kept = Path(keep).resolve() if keep else None
+    foreign = sorted(
+        e.name
+        for e in out.iterdir()
+        if e.name not in OWN_ENTRIES
+        and not (e.name.startswith(".") and e.name.endswith(".tmp"))
+        and not (kept is not None and (e.resolve() == kept or e.resolve() in kept.parents))
+    )
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ValueError(
+            f"--out: {out} holds {foreign[0]}{more}, which train does not write; choose "
+            "another --out (--overwrite replaces only a run's own files)"
+        )

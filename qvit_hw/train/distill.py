@@ -34,6 +34,7 @@ from .checkpoint import (
     BEST,
     LAST,
     STUDENT_ARCH,
+    check_out_folder,
     checkpoint_meta,
     clear_run,
     load_checkpoint,
@@ -85,6 +86,7 @@ def distill(
     stage runs on ``opts.train.device``, and under torchrun as one rank of many.
     """
     out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
+    check_out_folder(out, resume, keep=opts.teacher_checkpoint)
     t = opts.train
     with session(t.device, t.precision, t.workers) as rt:
         console = console if rt.main else None

@@ -47,6 +47,7 @@ from .checkpoint import (
     BEST,
     LAST,
     STUDENT_ARCH,
+    check_out_folder,
     checkpoint_meta,
     clear_run,
     load_checkpoint,
@@ -337,6 +338,7 @@ def train(
     Runs on ``opts.device`` (one line says which); under torchrun, as one rank of many.
     """
     out = check_out_dir(out)  # ValueError naming --out: a file, a path under a file, read-only
+    check_out_folder(out, resume)  # nothing of the user's in it
     with session(opts.device, opts.precision, opts.workers) as rt:
         console = console if rt.main else None
         if overwrite and rt.main:

@@ -71,21 +71,33 @@ def user_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_train_overwrite_removes_only_its_own_files(tmp_path: Path) -> None:
+def test_train_into_a_folder_of_user_files_is_refused_and_deletes_nothing(tmp_path: Path) -> None:
+    """One meaning of --out: a folder holding files train did not write is refused, with
+    or without --overwrite (which replaces only a run's own files), and nothing is lost."""
     out = tmp_path / "run"
     for rel in ("notes.txt", "data/x.bin", "kd/mine.txt", "teacher/mine.txt", "old/last.pt"):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_text(f"user file {rel}")
-    mine = user_files(out)
-    (out / "kd" / "student.pt").write_text("a stage of ours")  # kd/ is a distill stage
-    (out / "teacher" / "last.pt").write_text("a stage of ours")
     (out / "metrics.json").write_text("{}")
+    mine = user_files(out)
     args = ["train", "--dataset", "digits", "--model", "vit", "--limit", "16", "--epochs", "1"]
-    result = CliRunner().invoke(app, [*args, "--batch-size", "8", "--out", str(out), "--overwrite"])
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(app, [*args, "--batch-size", "8", "--out", str(out), *extra])
+        assert result.exit_code == 1
+        assert "holds data and 2 more, which train does not write" in result.output
+        assert user_files(out) == mine
+    ours = tmp_path / "ours"  # a run's own files and a sweep's log: replaced, log kept
+    ours.mkdir()
+    (ours / "sweep.log").write_text("sweep")
+    (ours / "metrics.json").write_text("{}")
+    result = CliRunner().invoke(
+        app, [*args, "--batch-size", "8", "--out", str(ours), "--overwrite"]
+    )
     assert result.exit_code == 0, result.output
-    after = user_files(out)
-    assert {k: after[k] for k in mine} == mine  # every user file, in kd/ and teacher/ too
-    assert set(after) - set(mine) == {"best.pt", "last.pt", "metrics.json"}  # the new run's
+    assert sorted(p.name for p in ours.iterdir()) == [
+        "best.pt", "last.pt", "metrics.json", "sweep.log"
+    ]  # fmt: skip
+    assert (ours / "sweep.log").read_text() == "sweep"
 
 
 def test_clear_run_keeps_user_files_and_empty_stages_go(tmp_path: Path) -> None:
