@@ -38,10 +38,16 @@ def run(console: Console) -> str:
         return _run(console, Path(tmp))
 
 
-def _run(console: Console, tmp: Path) -> str:
+def trained_bundles(console: Console, tmp: Path) -> dict[int, Path]:
+    """The demo's bundle (model seed 0) and one trained the same way per other seed."""
     bundles = {0: _demo_bundle(console, tmp)[0]}
     for seed in MODEL_SEEDS[1:]:
         bundles[seed] = _train(console, tmp, seed)
+    return bundles
+
+
+def _run(console: Console, tmp: Path) -> str:
+    bundles = trained_bundles(console, tmp)
     done: dict[str, Any] = {}
 
     def measure(key: str, fn: Any, *args: Any) -> dict[str, Any]:

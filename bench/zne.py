@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from bench.fourier import IMAGES, MODEL_SEEDS, PARTIAL, SEEDS, _train
-from bench.noisy import _demo_bundle
+from bench.fourier import IMAGES, MODEL_SEEDS, PARTIAL, SEEDS, trained_bundles
 
 PARTIAL_ZNE = PARTIAL.with_name("bench.zne.partial.json")
 
@@ -32,9 +31,7 @@ def run(console: Console) -> str:
 
 
 def _run(console: Console, tmp: Path) -> str:
-    bundles = {0: _demo_bundle(console, tmp)[0]}
-    for seed in MODEL_SEEDS[1:]:
-        bundles[seed] = _train(console, tmp, seed)
+    bundles = trained_bundles(console, tmp)
     done: dict[str, Any] = {}
 
     def measure(key: str, *args: Any) -> dict[str, Any]:
