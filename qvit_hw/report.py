@@ -99,6 +99,7 @@ RUN_FIELDS: dict[str, type] = {
     "summary": dict,
 }
 SUMMARY_FIELDS = ("agreement", "accuracy", "exact_accuracy", "z_mae", "z_mae_raw")
+OPTIONAL_TEXT = ("data_fingerprint", "data_root", "task")  # run.json, where present
 HISTOGRAM_FIELDS = ("row", "counts", "exact")
 FLOAT_FIELDS = (
     "angles", "exact", "estimate", "stderr", "estimate_raw", "stderr_raw", "estimate_linear"
@@ -208,6 +209,17 @@ def _check_run(run: dict[str, Any], file: Path) -> None:
                 f"{file} has {key!r} = {value!r} of type {type(value).__name__}, not "
                 f"{kind.__name__}; {_AGAIN}"
             )
+    for key in OPTIONAL_TEXT:  # what newer runs record and the report shows
+        if run.get(key) is not None and not isinstance(run[key], str):
+            raise DataError(
+                f"{file} has {key!r} = {run[key]!r} of type {type(run[key]).__name__}, not "
+                f"text; {_AGAIN}"
+            )
+    notes = run.get("data_notes")
+    if notes is not None and (
+        not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)
+    ):
+        raise DataError(f"{file} has 'data_notes' that are not a list of texts; {_AGAIN}")
     if run["images"] < 1 or run["shots"] < 0 or len(run["classes"]) < 2:
         raise DataError(
             f"{file} has images={run['images']}, shots={run['shots']} and "
@@ -581,7 +593,7 @@ def plots(
     ]
     chip = str(data.run.get("backend_name", ""))
     if chip.startswith("surrogate:"):  # a characterization's device
-        chip = str(((data.run.get("identity") or {}).get("backend") or {}).get("device", ""))
+        chip = str(_entry(_entry(data.run, "identity"), "backend").get("device", ""))
     edges, num_qubits = _coupling_map(chip)
     chip = chip_plot(numbers["per_qubit"], edges, num_qubits, vmax=scale.get("qubit_mae"))
     out.append(("Error per physical qubit", chip))
@@ -664,15 +676,24 @@ def fourier_spectra(arrays: dict[str, np.ndarray] | None) -> list[dict[str, Any]
     return spectra
 
 
+def _entry(record: Any, key: str) -> dict[str, Any]:
+    """``record[key]`` where both are JSON objects, else {} (a damaged run.json reads as
+    one without the entry)."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def zne_numbers(data: RunData) -> dict[str, Any] | None:
     """--mitigate ...,zne: per QNN, MAE vs exact at each noise scale (corrected, before
     extrapolation) and extrapolated (before any run-level fit), and the 2-qubit gates per
     execution of each scale's template (what each scale costs beside scale 1)."""
     values = data.rows.get("estimate_scales")
-    zne = (data.run.get("identity") or {}).get("zne")
-    if values is None or not isinstance(zne, dict):
+    zne = _entry(_entry(data.run, "identity"), "zne")
+    scales = zne.get("scales")
+    if values is None or not isinstance(scales, list) or len(scales) != values.shape[1]:
         return None
-    scales = [int(s) for s in zne.get("scales", [])]
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in scales):
+        return None
     r = data.rows
     stages = _list(_corrections_file(data.path).get("stages"))
     stage = next(
