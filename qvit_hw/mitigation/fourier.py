@@ -229,7 +229,7 @@ class FourierFit:
 
     spec: dict[str, QNNSpec]
     outputs: dict[str, list[OutputFit]]
-    _draws: dict[tuple[str, int, tuple[int, ...]], np.ndarray] = field(default_factory=dict)
+    _draws: dict[tuple[str, int, tuple[int, ...], int], np.ndarray] = field(default_factory=dict)
 
     def evaluate(
         self, name: str, angles: np.ndarray, qubits: np.ndarray
@@ -261,10 +261,10 @@ class FourierFit:
         for i, fit in enumerate(self.outputs[name]):
             xc = angles[:, list(fit.cone)]
             for placement, rows in _by_placement(qubits[:, i : i + 1], fit.pooled):
-                key = (name, i, placement)
+                key = (name, i, placement, seed)
                 group = fit.fit_for(placement)
                 if key not in self._draws or self._draws[key].shape[1] != m:
-                    rng = np.random.default_rng([seed, *_digest(key)])
+                    rng = np.random.default_rng([seed, *_digest(key[:3])])
                     self._draws[key] = group.draws(m, rng)
                 out[i][:, rows] = group.drawn_at(xc[rows], self._draws[key][:, part]).T
         return out.transpose(1, 2, 0)
@@ -366,8 +366,7 @@ def fit_grid_output(
         if (count == 0).any():
             raise ValueError(f"qubit {q}: the grid of output {output} is incomplete")
         mean = np.bincount(cells[mine], weights=z[mine], minlength=size) / count
-        per_row = np.where(exact[mine], 0.0, gain * (1 - np.clip(mean[cells[mine]], -1, 1) ** 2
-                                                    + 1 / s[mine]) / s[mine])  # fmt: skip
+        per_row = np.where(exact[mine], 0.0, _model_variance(mean[cells[mine]], s[mine], gain))
         var = np.bincount(cells[mine], weights=per_row, minlength=size) / count**2
         fits[(int(q),)] = GridFit(mean, var, int(mine.sum()))
     if len(fits) == 1:
@@ -385,11 +384,7 @@ def fit_grid_output(
     stat = float((w * (ys - mean) ** 2).sum())
     p_value = float(chi2.sf(stat, size * (len(fits) - 1)))
     pooled = GridFit(mean, 1.0 / w.sum(axis=0), sum(f.rows for f in fits.values()))
-    if p_value < POOL_P:
-        reason = f"apart: placements differ (pooling rejected, p = {p_value:.2g})"
-        return OutputFit(cone, dict(fits), False, reason, p_value)
-    reason = f"pooled: placements agree within noise (p = {p_value:.2g})"
-    return OutputFit(cone, {(): pooled}, True, reason, p_value)
+    return _decide(cone, pooled, dict(fits), p_value)
 
 
 def _gain(z: np.ndarray, stderr: np.ndarray, shots: np.ndarray) -> float:
@@ -428,17 +423,14 @@ def fit_output(
     stderr: np.ndarray,
     shots: np.ndarray,
     qubit: np.ndarray,
-    placement: np.ndarray | None = None,
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> OutputFit:
     """Fit <Z_output> from rows: angles (N, n), z, stderr (N,) row-level values, shots
-    (N,) (0: exact), qubit (N,) the physical qubit read; ``placement`` (N, n) the rows'
-    placements (default: grouped by ``qubit``)."""
+    (N,) (0: exact), qubit (N,) the physical qubit read (a placement per qubit)."""
     cone = light_cone(spec, output)
     f = features(angles[:, list(cone)])  # (N, p)
     p = f.shape[1]
-    keys = (qubit[:, None] if placement is None else placement).astype(np.int64)
-    groups = _by_placement(keys, pooled=False)
+    groups = _by_placement(qubit[:, None].astype(np.int64), pooled=False)
     pooled = _irls(f, z, stderr, shots, cache, cone)
     if len(groups) == 1:
         return OutputFit(cone, {(): pooled}, True, "one placement")
@@ -453,6 +445,17 @@ def fit_output(
     phi = rss_apart / dof if dof >= MIN_DOF and rss_apart > 0 else 1.0
     extra = p * (len(groups) - 1)
     p_value = float(chi2.sf(max(pooled.rss - rss_apart, 0.0) / phi, extra))
+    return _decide(cone, pooled, apart, p_value)
+
+
+def _decide(
+    cone: tuple[int, ...],
+    pooled: GroupFit | GridFit,
+    apart: dict[tuple[int, ...], GroupFit | GridFit],
+    p_value: float,
+) -> OutputFit:
+    """The placements fitted apart where the test of pooling them rejects it at `POOL_P`,
+    else one pooled fit for all."""
     if p_value < POOL_P:
         reason = f"apart: placements differ (pooling rejected, p = {p_value:.2g})"
         return OutputFit(cone, apart, False, reason, p_value)
@@ -474,14 +477,13 @@ def _irls(
     exact = s <= 0
     gain = _gain(z, stderr, shots)
     w = np.where(exact, 1.0, s)
-    coef = chol = None
+    coef = chol = values = None
     for _ in range(1 + IRLS_STEPS * bool((~exact).any())):
         key = repr(cone).encode() if cache is not None and exact.all() else None
         coef, chol = _solve(f, z, w, None if key is None else cache, key)
-        fitted = np.clip(_apply(f, coef), -1.0, 1.0)
-        var = gain * (1.0 - fitted**2 + 1.0 / np.maximum(s, 1.0)) / np.maximum(s, 1.0)
-        w = np.where(exact, 1.0, 1.0 / var)
-    resid = z - _apply(f, coef)
+        values = f @ coef
+        w = np.where(exact, 1.0, 1.0 / _model_variance(values, np.maximum(s, 1.0), gain))
+    resid = z - values
     rss = float((w * resid * resid).sum())
     dof = len(z) - f.shape[1]
     enough = dof > 0 if exact.all() else dof >= MIN_DOF  # exact rows: phi is their misfit
@@ -489,8 +491,11 @@ def _irls(
     return GroupFit(coef, chol, phi, len(z), rss)
 
 
-def _apply(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    return f @ coef
+def _model_variance(values: np.ndarray, shots: np.ndarray, gain: float) -> np.ndarray:
+    """The variance a row of ``shots`` (>= 1) has at fitted value ``values``: binomial at
+    the value (clipped to [-1, 1]), 1 / shots added so +-1 keeps some, times the gain the
+    row-level corrections put on it (`_gain`)."""
+    return gain * (1.0 - np.clip(values, -1.0, 1.0) ** 2 + 1.0 / shots) / shots
 
 
 def _solve(
