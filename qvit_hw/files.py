@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,18 @@ def check_out_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
 
 
 LOCK_FILE = ".lock"
+
+
+def foreign_entries(folder: Path, ours: Callable[[Path], bool]) -> str:
+    """What of ``folder`` its command did not write, for a one-line refusal: "NAME" or
+    "NAME and N more" (sorted), "" when nothing (or no folder). ``ours(entry)`` says what
+    the command wrote; its lock file always is."""
+    if not folder.is_dir():
+        return ""
+    names = sorted(e.name for e in folder.iterdir() if e.name != LOCK_FILE and not ours(e))
+    if not names:
+        return ""
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
 
 
 @contextlib.contextmanager

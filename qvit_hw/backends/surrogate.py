@@ -89,12 +89,12 @@ class SurrogateBackend(LocalBackend):
         k, n = x_index.shape
         values = np.asarray(pub.values, dtype=np.float64)
         z = np.empty((len(values), k * n))
-        keys = [_key(row) for row in values[:, w_index]]
-        for key in dict.fromkeys(keys):
-            name = self._by_weights.get(key)
+        weights, inverse = np.unique(values[:, w_index], axis=0, return_inverse=True)
+        for g, row in enumerate(weights):  # the executions of one QNN at a time
+            name = self._by_weights.get(_key(row))
             if name is None:
                 raise PermanentBackendError(f"{self.name}: a QNN it did not measure was sent")
-            rows = np.flatnonzero([kk == key for kk in keys])
+            rows = np.flatnonzero(inverse.reshape(-1) == g)
             for c in range(k):
                 angles = values[rows][:, x_index[c]]
                 qubits = np.broadcast_to(placements[c], angles.shape)

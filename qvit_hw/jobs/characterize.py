@@ -41,7 +41,7 @@ from ..backends.base import backend_identity
 from ..backends.surrogate import CHARACTERIZATION_FILE, SURROGATE_FILE
 from ..circuit import QNNSpec
 from ..errors import RunError, RunInterrupted, one_line
-from ..files import check_out_dir, locked, write_atomic, write_json
+from ..files import check_out_dir, foreign_entries, locked, write_atomic, write_json
 from ..mitigation import ROW_LEVEL, parse_mitigation
 from ..mitigation.fourier import FourierFit, design_grid, fit_run, save_fit
 from ..model import qnns_of
@@ -182,10 +182,10 @@ def _clear(out: Path) -> None:
 
     mine = {RUN_FILE, JOURNAL_FILE, SURROGATE_FILE, CHARACTERIZATION_FILE, LOCK_FILE,
             "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal"}  # fmt: skip
-    foreign = [e.name for e in out.iterdir() if e.name not in mine or not e.is_file()]
+    foreign = foreign_entries(out, lambda entry: entry.name in mine and entry.is_file())
     if foreign:
         raise RunError(
-            f"--overwrite: {out} holds {foreign[0]}, which characterize does not write; "
+            f"--overwrite: {out} holds {foreign}, which characterize does not write; "
             "choose another --out"
         )
     for entry in out.iterdir():

@@ -394,16 +394,14 @@ def _not_a_run(out: Path) -> str:
 
 def _check_new_folder(out: Path) -> None:
     """A new run goes into a missing or empty folder: never beside the user's files."""
-    from ..files import LOCK_FILE
+    from ..files import foreign_entries
 
-    if out.is_dir():
-        foreign = sorted(e.name for e in out.iterdir() if e.name != LOCK_FILE)
-        if foreign:
-            raise RunError(
-                f"--out: {out} is not empty (it holds {foreign[0]}"
-                f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); a run needs a "
-                "new or empty folder: choose another --out"
-            )
+    foreign = foreign_entries(out, lambda entry: False)
+    if foreign:
+        raise RunError(
+            f"--out: {out} is not empty (it holds {foreign}); a run needs a new or empty "
+            "folder: choose another --out"
+        )
 
 
 def _check_replaceable(out: Path) -> None:

@@ -172,19 +172,20 @@ def check_out_folder(out: Path, resume: bool, keep: str | None = None) -> None:
     """A new run (or --overwrite, which replaces only its own files) into ``out`` needs a
     folder that holds nothing of anyone else's: ValueError naming --out otherwise. ``keep``
     (distill's --teacher-checkpoint) may lie inside."""
-    if resume or not out.is_dir():
+    if resume:
         return
+    from ..files import foreign_entries
+
     kept = Path(keep).resolve() if keep else None
-    foreign = sorted(
-        e.name
-        for e in out.iterdir()
-        if e.name not in OWN_ENTRIES
-        and not (e.name.startswith(".") and e.name.endswith(".tmp"))
-        and not (kept is not None and (e.resolve() == kept or e.resolve() in kept.parents))
-    )
+
+    def ours(entry: Path) -> bool:
+        temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
+        inside = kept is not None and (entry.resolve() == kept or entry.resolve() in kept.parents)
+        return entry.name in OWN_ENTRIES or temporary or inside
+
+    foreign = foreign_entries(out, ours)
     if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise ValueError(
-            f"--out: {out} holds {foreign[0]}{more}, which train does not write; choose "
+            f"--out: {out} holds {foreign}, which train does not write; choose "
             "another --out (--overwrite replaces only a run's own files)"
         )
