@@ -882,8 +882,7 @@ def render_html(
             png = dict(figs).get(title)
             name = html.escape(numbers["name"])
             cell = (
-                f'<img alt="{html.escape(title)}: {name}" {_png_size(png)} '
-                f'src="{png_data_uri(png)}">'
+                f'<img alt="{html.escape(title)}: {name}" src="{png_data_uri(png)}">'
                 if png is not None
                 else "<p>not available for this run</p>"
             )
@@ -906,7 +905,7 @@ table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
-figure {{ margin: 0; }} img {{ max-width: 640px; height: auto; }}
+figure {{ margin: 0; }} img {{ max-width: 640px; }}
 img[alt^="Error per physical qubit"] {{ max-width: 100%; }}  /* the chip: labels legible */
 figcaption {{ font-size: 0.85em; color: #555; }}
 .note {{ color: #444; background: #eef3fb; border-left: 4px solid #4a7bd0;
@@ -941,15 +940,6 @@ def _about(numbers: dict[str, Any]) -> str:
         f"split of {numbers['predictions']['images']} images; classes <b>{classes}</b>; "
         f"bundle {html.escape(str(numbers.get('bundle')))}; backend "
         f"{html.escape(str(numbers.get('backend')))}</p>{lines}"
-    )
-
-
-def _png_size(png: bytes) -> str:
-    """``width=".." height=".."`` of a PNG (its IHDR), so the browser lays the page out
-    before it decodes the images (a screenshot under load otherwise can catch a page laid
-    out around images not yet sized)."""
-    return (
-        f'width="{int.from_bytes(png[16:20], "big")}" height="{int.from_bytes(png[20:24], "big")}"'
     )
 
 
