@@ -906,7 +906,6 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
 figure {{ margin: 0; }} img {{ max-width: 640px; }}
-img[alt^="Error per physical qubit"] {{ max-width: 100%; }}  /* the chip: labels legible */
 figcaption {{ font-size: 0.85em; color: #555; }}
 .note {{ color: #444; background: #eef3fb; border-left: 4px solid #4a7bd0;
   padding: 0.4em 0.8em; }}
