@@ -757,8 +757,9 @@ def run(
     ),
     zne_scales: str = typer.Option(
         ",".join(map(str, _SCHED.zne_scales)),
-        help="--mitigate ...,zne: noise scales, odd, the first 1 (each 2-qubit gate G becomes "
-        "G (G^-1 G)^((scale - 1) / 2)).",
+        help="--mitigate ...,zne: noise scales, the first 1 (each folded gate G becomes "
+        "G (G^-1 G)^((scale - 1) / 2); a scale that is not odd and whole, e.g. 2, folds a "
+        "seeded subset of the gates once more).",
     ),
     zne_extrapolation: str = typer.Option(
         _SCHED.zne_extrapolation, help="--mitigate ...,zne: richardson, linear or exponential."
@@ -1064,7 +1065,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                          "max_total_shots": "N", "max_qpu_seconds": "SECONDS",
                          "price_per_qpu_second": "PRICE"},
     "Mitigation and packing": {"mitigate": "LIST", "readout_shots": "N",
-                               "zne_scales": "1,3[,5...]",
+                               "zne_scales": "1,S[,S...]",
                                "zne_extrapolation": "richardson|linear|exponential",
                                "zne_fold": "two|all",
                                "calibration_rows": "N", "max_copies": "K",

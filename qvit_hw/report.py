@@ -692,7 +692,7 @@ def zne_numbers(data: RunData) -> dict[str, Any] | None:
     scales = zne.get("scales")
     if values is None or not isinstance(scales, list) or len(scales) != values.shape[1]:
         return None
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in scales):
+    if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scales):
         return None
     r = data.rows
     stages = _list(_corrections_file(data.path).get("stages"))

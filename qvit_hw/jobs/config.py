@@ -63,8 +63,8 @@ class SchedulerConfig:
     # submit again a job whose intent was journaled without a job id on a backend that
     # cannot be asked whether it got it (the user checked it did not); not in the identity
     resubmit_unrecorded: bool = False
-    # --mitigate ...,zne: noise scales (2-qubit gates folded) and the extrapolation
-    zne_scales: tuple[int, ...] = (1, 3)
+    # --mitigate ...,zne: noise scales (gates folded) and the extrapolation
+    zne_scales: tuple[float, ...] = (1, 3)
     zne_extrapolation: str = "richardson"
     zne_fold: str = "two"  # which gates fold: "two" (2-qubit) or "all" (every noisy gate)
 

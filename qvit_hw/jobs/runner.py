@@ -40,8 +40,9 @@ class QNNRunner:
         self.mitigation = parse_mitigation(mitigation)
         self.scheduler = Scheduler(backend, self.config, **loop)
         self.backend = backend
-        self._templates: dict[tuple[QNNSpec, int], Template] = {}
+        self._templates: dict[tuple[QNNSpec, float], Template] = {}
         self._corrections: dict[QNNSpec, list[Correction]] = {}
+        self._achieved: dict[QNNSpec, tuple[float, ...]] = {}
 
     @property
     def stats(self) -> SchedulerStats:
@@ -59,13 +60,13 @@ class QNNRunner:
         return self.scheduler.job_size
 
     @property
-    def scales(self) -> tuple[int, ...]:
+    def scales(self) -> tuple[float, ...]:
         """The noise scales every row runs at (1 alone without zne)."""
         return self.config.zne_scales if "zne" in self.mitigation else (1,)
 
-    def template(self, spec: QNNSpec, scale: int = 1) -> Template:
+    def template(self, spec: QNNSpec, scale: float = 1) -> Template:
         """The compiled template of ``spec`` on this backend (at noise ``scale``: its
-        2-qubit gates folded, `mitigation.zne`) and its circuit key (cached)."""
+        gates folded, `mitigation.zne`) and its circuit key (cached)."""
         key = (spec, scale)
         if key not in self._templates:
             from ..transpile import circuit_key, template_for
@@ -84,7 +85,11 @@ class QNNRunner:
                 device = self.backend.target.device
                 basis = None if device is None else device.basis_gates
                 compiled = fold_compiled(
-                    self.template(spec).compiled, scale, basis, self.config.zne_fold
+                    self.template(spec).compiled,
+                    scale,
+                    basis,
+                    self.config.zne_fold,
+                    seed=self.config.seed,
                 )
             self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
             self.stats.templates[compiled.circuit.name] = {
@@ -96,7 +101,9 @@ class QNNRunner:
             }
         return self._templates[key]
 
-    def plan(self, calls: Sequence[QNNCall], shots: int | None = None, scale: int = 1) -> Plan:
+    def plan(
+        self, calls: Sequence[QNNCall], shots: int | None = None, scale: float = 1
+    ) -> Plan:
         """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots) on
         the templates of noise ``scale``."""
         shots = self.config.shots if shots is None else shots
@@ -136,12 +143,30 @@ class QNNRunner:
             for p in per_scale:
                 mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
                 estimates.append(combine(p, mine, corrections))
-            out.append(estimates[0] if len(scales) == 1 else self._extrapolated(estimates))
+            out.append(
+                estimates[0] if len(scales) == 1 else self._extrapolated(calls, estimates)
+            )
         return out
 
-    def _extrapolated(self, per_scale: list[list[RowEstimates]]) -> list[RowEstimates]:
-        """Each call's rows at every noise scale (corrected) -> extrapolated to zero noise;
-        raw values, histograms and qubits are scale 1's, shots every scale's."""
+    def achieved_scales(self, spec: QNNSpec) -> tuple[float, ...]:
+        """The noise scale each of ``spec``'s templates reaches (`zne.noise_scale`): the
+        asked-for ones for odd whole scales, within one fold of them for the others."""
+        from ..mitigation.zne import noise_scale
+
+        if spec not in self._achieved:
+            base = self.template(spec).compiled.circuit
+            self._achieved[spec] = tuple(
+                noise_scale(base, self.template(spec, s).compiled.circuit, self.config.zne_fold)
+                for s in self.scales
+            )
+        return self._achieved[spec]
+
+    def _extrapolated(
+        self, calls: Sequence[QNNCall], per_scale: list[list[RowEstimates]]
+    ) -> list[RowEstimates]:
+        """Each call's rows at every noise scale (corrected) -> extrapolated to zero noise
+        from the scales its templates reached; raw values, histograms and qubits are scale
+        1's, shots every scale's."""
         from dataclasses import replace
 
         import numpy as np
@@ -149,10 +174,11 @@ class QNNRunner:
         from ..mitigation.zne import extrapolate
 
         out = []
-        for parts in zip(*per_scale, strict=True):
+        for call, *parts in zip(calls, *per_scale, strict=True):
             z = np.stack([e.z if e.z_linear is None else e.z_linear for e in parts])
             se = np.stack([e.stderr for e in parts])
-            z0, se0 = extrapolate(z, se, self.config.zne_scales, self.config.zne_extrapolation)
+            scales = self.achieved_scales(call.spec)
+            z0, se0 = extrapolate(z, se, scales, self.config.zne_extrapolation)
             first = parts[0]
             shots = None if first.shots is None else sum(e.shots for e in parts)
             clipped = np.clip(z0, -1.0, 1.0)

@@ -8,7 +8,11 @@ inverses; iSWAP^-1 = (RZ(pi) x RZ(pi)) iSWAP, the RZs virtual on hardware), so a
 template has lambda times the 2-qubit gates of the original and the same 1-qubit gates,
 parameters, layout and measurements. The unitary is unchanged: only the noise scales.
 ``fold="all"`` folds the 1-qubit gates too (SX^-1 = RZ(pi) SX RZ(pi); RZ is a frame change
-and is not folded), which also scales their errors and the circuit's duration.
+and is not folded), which also scales their errors and the circuit's duration. A scale that
+is not an odd whole number (1.5, 2) folds every gate its whole part of times and a seeded
+subset once more, as mitiq's ``fold_gates_at_random``; the extrapolation then uses the scale
+each template reached (`noise_scale`: its folded gates over the original's), not the one
+asked for.
 
 Extrapolation (`extrapolate`), per row and qubit, from estimates z_k with standard errors
 s_k at scales lambda_k:
@@ -38,24 +42,26 @@ EXTRAPOLATIONS = ("richardson", "linear", "exponential")
 FOLDS = ("two", "all")  # which gates fold: the 2-qubit ones, or every noisy gate
 IGNORED = frozenset({"barrier", "measure", "delay", "reset"})
 VIRTUAL = frozenset({"rz", "id", "delay"})  # frame changes: no noise to scale
+FOLD_LABEL = "zne"  # the barriers around each inserted G^-1 (Quil keeps them as a block)
 
 
 @dataclass(frozen=True)
 class ZNEConfig:
-    """Noise scales (odd whole numbers, the first 1) and how to extrapolate."""
+    """Noise scales (the first 1, each >= 1; odd whole numbers fold every gate, others a
+    seeded subset too) and how to extrapolate."""
 
-    scales: tuple[int, ...] = (1, 3)
+    scales: tuple[float, ...] = (1, 3)
     extrapolation: str = "richardson"
     fold: str = "two"
 
     def __post_init__(self) -> None:
         scales = tuple(self.scales)
-        bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int) or s < 1
-               or s % 2 == 0]  # fmt: skip
+        bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, int | float)
+               or not np.isfinite(s) or s < 1]  # fmt: skip
         if bad or len(scales) < 2 or scales[0] != 1 or len(set(scales)) != len(scales):
             raise ValueError(
-                f"--zne-scales must be 1 and at least one more odd whole number, each once "
-                f"(e.g. 1,3 or 1,3,5), got {','.join(map(str, scales))}"
+                f"--zne-scales must be 1 and at least one more number >= 1, each once "
+                f"(e.g. 1,3 or 1,2,3), got {','.join(map(str, scales))}"
             )
         if self.extrapolation not in EXTRAPOLATIONS:
             raise ValueError(
@@ -64,14 +70,16 @@ class ZNEConfig:
             )
         if self.fold not in FOLDS:
             raise ValueError(f"--zne-fold must be one of {', '.join(FOLDS)}, got {self.fold!r}")
+        # whole scales stay ints, so a run's identity reads 1,3 as it always has
+        scales = tuple(int(s) if float(s).is_integer() else float(s) for s in scales)
         object.__setattr__(self, "scales", scales)
 
     @classmethod
     def parse(cls, scales: str, extrapolation: str, fold: str = "two") -> ZNEConfig:
         try:
-            values = tuple(int(s) for s in scales.split(",") if s.strip())
+            values = tuple(float(s) for s in scales.split(",") if s.strip())
         except ValueError:
-            raise ValueError(f"--zne-scales must be odd whole numbers, got {scales!r}") from None
+            raise ValueError(f"--zne-scales must be numbers >= 1, got {scales!r}") from None
         return cls(values, extrapolation.strip().lower(), fold.strip().lower())
 
 
@@ -91,43 +99,77 @@ def inverse_ops(op: Any, basis: Sequence[str] | None) -> list[tuple[Any, tuple[i
     raise TranspileError(f"cannot fold {op.name}: its inverse {inverse.name} is not a device gate")
 
 
+def _folds(op: Any, fold: str) -> bool:
+    """Whether ``fold`` folds this gate (2-qubit gates; with "all" every noisy 1-qubit one)."""
+    if op.name in IGNORED or op.name in VIRTUAL or op.num_qubits > 2:
+        return False
+    return op.num_qubits == 2 or fold == "all"
+
+
 def fold_gates(
-    circuit: QuantumCircuit, scale: int, basis: Sequence[str] | None, fold: str = "two"
+    circuit: QuantumCircuit,
+    scale: float,
+    basis: Sequence[str] | None,
+    fold: str = "two",
+    seed: int = 0,
 ) -> QuantumCircuit:
     """``circuit`` with every 2-qubit gate G (``fold="all"``: every gate that is not a
-    virtual frame change) replaced by G (G^-1 G)^((scale - 1) / 2)."""
+    virtual frame change) replaced by G (G^-1 G)^m: m = (scale - 1) / 2 for odd whole
+    scales; otherwise every gate gets its whole part and a subset of the gates, drawn
+    without replacement from ``seed`` and ``scale`` (mitiq's ``fold_gates_at_random``),
+    one fold more, so the folded gates number ``scale`` times the original's to within
+    one fold (`noise_scale` says exactly)."""
     if scale == 1:
         return circuit
+    whole, part = divmod((scale - 1) / 2, 1)
+    foldable = [i for i, inst in enumerate(circuit.data) if _folds(inst.operation, fold)]
+    extra: set[int] = set()
+    if part > 1e-12 and foldable:
+        rng = np.random.default_rng([seed, round(scale * 1_000_000)])
+        size = min(len(foldable), round(part * len(foldable)))
+        extra = set(rng.choice(foldable, size=size, replace=False).tolist())
     out = circuit.copy_empty_like(name=f"{circuit.name}_zne{scale}")
-    for inst in circuit.data:
+    for i, inst in enumerate(circuit.data):
         out.append(inst.operation, inst.qubits, inst.clbits)
+        times = int(whole) + (i in extra) if _folds(inst.operation, fold) else 0
+        if not times:
+            continue
         op = inst.operation
-        if op.name in IGNORED or op.name in VIRTUAL or op.num_qubits > 2:
-            continue
-        if op.num_qubits == 1 and fold != "all":
-            continue
         inverse = inverse_ops(op, basis)
-        for _ in range((scale - 1) // 2):
-            out.barrier(*inst.qubits)
+        for _ in range(times):
+            out.barrier(*inst.qubits, label=FOLD_LABEL)
             for inv, positions in inverse:
                 out.append(inv, [inst.qubits[p] for p in positions])
-            out.barrier(*inst.qubits)
+            out.barrier(*inst.qubits, label=FOLD_LABEL)
             out.append(op, inst.qubits)
     return out
 
 
+def noise_scale(original: QuantumCircuit, folded: QuantumCircuit, fold: str = "two") -> float:
+    """The scale a folded circuit reaches: its folded-kind gates over the original's."""
+
+    def count(circuit: QuantumCircuit) -> int:
+        return sum(_folds(inst.operation, fold) for inst in circuit.data)
+
+    return count(folded) / count(original) if count(original) else 1.0
+
+
 def fold_compiled(
-    compiled: CompiledQNN, scale: int, basis: Sequence[str] | None, fold: str = "two"
+    compiled: CompiledQNN,
+    scale: float,
+    basis: Sequence[str] | None,
+    fold: str = "two",
+    seed: int = 0,
 ) -> CompiledQNN:
     """A compiled template at noise scale ``scale``: the same copies, placements and
-    parameter order (folding adds no parameter), lambda times the 2-qubit gates."""
-    folded = fold_gates(compiled.circuit, scale, basis, fold)
+    parameter order (folding adds no parameter), about ``scale`` times the 2-qubit gates."""
+    folded = fold_gates(compiled.circuit, scale, basis, fold, seed)
     if folded is compiled.circuit:
         return compiled
     return replace(
         compiled,
         circuit=folded,
-        two_qubit_gates=compiled.two_qubit_gates * scale,
+        two_qubit_gates=round(compiled.two_qubit_gates * noise_scale(compiled.circuit, folded)),
         depth=folded.depth(lambda inst: inst.operation.name not in IGNORED),
     )
 

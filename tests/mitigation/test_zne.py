@@ -48,9 +48,57 @@ def test_folding_multiplies_two_qubit_gates_and_keeps_the_unitary(name):
         assert np.array_equal(folded.x_index, compiled.x_index)
 
 
+@pytest.mark.parametrize("fold", ["two", "all"])
+def test_a_fractional_scale_folds_a_seeded_subset_and_keeps_the_unitary(fold):
+    """Scale 2 folds half the foldable gates once (mitiq's fold_gates_at_random): the
+    folded gates are 2x the original's to within one, the same seed gives the same circuit,
+    another seed another subset, and the operator is unchanged."""
+    from qvit_hw.mitigation.zne import fold_gates, noise_scale
+
+    target = catalog.get_target("ibm_brisbane", live=False)
+    compiled = template_for(tree(4), target, max_copies=1, seed=0)
+    values = np.random.default_rng(3).uniform(-np.pi, np.pi, compiled.circuit.num_parameters)
+    folded = fold_compiled(compiled, 2, target.basis_gates, fold, seed=7)
+    achieved = noise_scale(compiled.circuit, folded.circuit, fold)
+    foldable = sum(
+        1 for inst in compiled.circuit.data
+        if inst.operation.name not in ("barrier", "measure", "rz")
+        and (inst.operation.num_qubits == 2 or fold == "all")
+    )  # fmt: skip
+    assert abs(achieved - 2) <= 1 / foldable + 1e-12 and achieved != 1
+    assert folded.circuit.name.endswith("_zne2")
+    assert unitary_of(compiled, values).equiv(unitary_of(folded, values))
+    again = fold_gates(compiled.circuit, 2, target.basis_gates, fold, seed=7)
+    assert again == folded.circuit
+    others = [fold_gates(compiled.circuit, 2, target.basis_gates, fold, seed=s) for s in range(4)]
+    assert any(o != folded.circuit for o in others)
+    more = fold_compiled(compiled, 2.9, target.basis_gates, fold, seed=7)
+    assert noise_scale(compiled.circuit, more.circuit, fold) > achieved
+
+
+def test_extrapolation_uses_the_scales_the_templates_reached(bundle, tmp_path):
+    """--zne-scales 1,2 on the ideal exact device changes nothing (folding is exact), and
+    the run records the fractional scale in its identity."""
+    plain, folded = tmp_path / "plain", tmp_path / "zne"
+    common = (bundle, "--backend", "fake_brisbane?noise=0&exact=1", "--limit", "1",
+              "--max-copies", "1")  # fmt: skip
+    assert run(*common, "--out", str(plain)).exit_code == 0
+    result = run(*common, "--mitigate", "zne", "--zne-scales", "1,2", "--zne-extrapolation",
+                 "linear", "--out", str(folded))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    a, b = np.load(plain / "rows.npz"), np.load(folded / "rows.npz")
+    assert np.abs(a["estimate"] - b["estimate"]).max() < 1e-9
+    assert json.loads((folded / "run.json").read_text())["identity"]["zne"]["scales"] == [1, 2]
+
+
 def test_zne_settings_are_checked_with_one_line():
-    with pytest.raises(ValueError, match="--zne-scales must be 1 and at least one more odd"):
-        ZNEConfig((1, 2))
+    with pytest.raises(ValueError, match="--zne-scales must be 1 and at least one more number"):
+        ZNEConfig((1, 0.5))
+    with pytest.raises(ValueError, match="--zne-scales must be 1 and at least one more number"):
+        ZNEConfig((2, 3))
+    with pytest.raises(ValueError, match="--zne-scales must be numbers >= 1, got '1,x'"):
+        ZNEConfig.parse("1,x", "richardson")
+    assert ZNEConfig.parse("1,3.0,2.5", "linear").scales == (1, 3, 2.5)  # whole ones stay int
     with pytest.raises(ValueError, match="--zne-extrapolation must be one of"):
         ZNEConfig((1, 3), "cubic")
     from qvit_hw.mitigation import parse_mitigation
@@ -104,15 +152,18 @@ def test_on_an_ideal_device_zne_changes_nothing(bundle, tmp_path):
     assert run_json["identity"]["zne"] == zne
 
 
-def test_on_fake_brisbane_zne_removes_most_of_the_gate_bias(bundle, tmp_path):
+@pytest.mark.parametrize("scales", ["1,3", "1,2"])
+def test_on_fake_brisbane_zne_removes_most_of_the_gate_bias(bundle, tmp_path, scales):
     """Exact noisy values (no shots) at one placement, readout corrected by exact
     calibration: what is left, the gate bias against the ideal model, falls by more than
-    half with richardson (1, 3)."""
+    half with richardson (1, 3), and with (1, 2), whose second template folds a seeded
+    half of the gates and is extrapolated from the scale it reached."""
     plain, folded = tmp_path / "plain", tmp_path / "zne"
     common = (bundle, "--backend", "fake_brisbane?exact=1", "--limit", "2",
               "--max-copies", "1")  # fmt: skip
     assert run(*common, "--mitigate", "readout", "--out", str(plain)).exit_code == 0
-    result = run(*common, "--mitigate", "readout,zne", "--out", str(folded))
+    result = run(*common, "--mitigate", "readout,zne", "--zne-scales", scales,
+                 "--out", str(folded))  # fmt: skip
     assert result.exit_code == 0, result.output
     a, b = np.load(plain / "rows.npz"), np.load(folded / "rows.npz")
     bias = np.abs(a["estimate"] - a["exact"]).mean()
@@ -152,3 +203,29 @@ def test_the_report_shows_each_scale_and_the_extrapolation(bundle, tmp_path):
     for q in zne["per_qnn"]:
         assert q["mae"][1] > q["mae"][0] > q["extrapolated"]
     assert "Zero-noise extrapolation" in (out / "report.html").read_text()
+
+
+def test_the_runner_extrapolates_from_the_reached_scale_not_the_asked_one():
+    """A 4-qubit tree on fake_brisbane has 3 ECRs: scale 2 folds round(1.5) = 2 of them,
+    reaching 7/3. Values linear in the scale, a + b (lambda - 1), extrapolate to a - b
+    exactly only from 7/3 (from 2 they would give a - 2b)."""
+    from qvit_hw.backends import get_backend
+    from qvit_hw.jobs.combine import RowEstimates
+    from qvit_hw.jobs.config import SchedulerConfig
+    from qvit_hw.jobs.plan import QNNCall
+    from qvit_hw.jobs.runner import QNNRunner
+
+    config = SchedulerConfig(zne_scales=(1, 2), zne_extrapolation="linear", max_copies=1)
+    qnn = QNNRunner(get_backend("fake_brisbane?noise=0"), config, mitigation="zne")
+    spec = tree(4)
+    reached = qnn.achieved_scales(spec)
+    assert reached == (1, 7 / 3)
+    call = QNNCall("q", spec, np.zeros(spec.weight_shape), np.zeros((5, 4)))
+    a, b = np.full((5, 4), 0.6), np.full((5, 4), -0.05)
+
+    def at(scale):
+        z = a + b * (scale - 1)
+        return RowEstimates(z, np.full_like(z, 0.01), z, z, np.zeros((5, 4), int))
+
+    (out,) = qnn._extrapolated([call], [[at(s)] for s in reached])
+    assert np.allclose(out.z, a - b) and out.scaled.shape == (5, 2, 4)
