@@ -101,9 +101,7 @@ class QNNRunner:
             }
         return self._templates[key]
 
-    def plan(
-        self, calls: Sequence[QNNCall], shots: int | None = None, scale: float = 1
-    ) -> Plan:
+    def plan(self, calls: Sequence[QNNCall], shots: int | None = None, scale: float = 1) -> Plan:
         """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots) on
         the templates of noise ``scale``."""
         shots = self.config.shots if shots is None else shots
@@ -143,9 +141,7 @@ class QNNRunner:
             for p in per_scale:
                 mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
                 estimates.append(combine(p, mine, corrections))
-            out.append(
-                estimates[0] if len(scales) == 1 else self._extrapolated(calls, estimates)
-            )
+            out.append(estimates[0] if len(scales) == 1 else self._extrapolated(calls, estimates))
         return out
 
     def achieved_scales(self, spec: QNNSpec) -> tuple[float, ...]:
