@@ -54,9 +54,14 @@ def quil_program(circuit: QuantumCircuit, values: np.ndarray | None = None) -> A
 
     Without ``values`` the parameters are ``DECLARE p REAL[P]`` memory; with ``values``
     (P,) every angle is a number (for simulators without memory maps, such as PyQVM).
+    Barriers are dropped, but the inverse gates a zne fold inserts between two barriers
+    labelled "zne" go in a ``PRAGMA PRESERVE_BLOCK``, which quilc leaves as written.
     """
     from pyquil import Program
     from pyquil.gates import CNOT, CZ, ISWAP, MEASURE, RX, RY, RZ
+    from pyquil.quilbase import Pragma
+
+    from ..mitigation.zne import FOLD_LABEL
 
     index = {p: i for i, p in enumerate(circuit.parameters)}
     prog = Program()
@@ -65,9 +70,15 @@ def quil_program(circuit: QuantumCircuit, values: np.ndarray | None = None) -> A
     rotations = {"rx": RX, "ry": RY, "rz": RZ}
     fixed = {"sx": math.pi / 2, "sxdg": -math.pi / 2, "x": math.pi}
     two_qubit = {"cx": CNOT, "cz": CZ, "iswap": ISWAP}
+    preserving = False  # inside a zne fold: G^-1 between two labelled barriers
     for inst in circuit.data:
         name = inst.operation.name
         qargs = [circuit.find_bit(q).index for q in inst.qubits]
+        if name == "barrier" and inst.operation.label == FOLD_LABEL:
+            # quilc would cancel G G^-1 G back to G: its preserve blocks keep the fold
+            preserving = not preserving
+            prog += Pragma("PRESERVE_BLOCK" if preserving else "END_PRESERVE_BLOCK")
+            continue
         if name in SKIPPED:
             continue
         if name in rotations:

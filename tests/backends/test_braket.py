@@ -291,3 +291,20 @@ def test_braket_local_is_exact_per_pub_on_its_own():
     qnn, exact = call(rows=6, seed=4)
     (estimates,) = QNNRunner(BraketLocalBackend(exact=True)).run([qnn])
     np.testing.assert_allclose(estimates.z, exact, atol=1e-9)
+
+
+def test_a_folded_template_goes_to_braket_verbatim_with_every_fold():
+    """zne on a Braket QPU: the folded circuit's 2-qubit gates are all in the verbatim box
+    (Braket's compiler does not touch it, so G G^-1 G stays), 3x the unfolded ones."""
+    from qvit_hw.devices.catalog import get_target
+    from qvit_hw.mitigation.zne import fold_compiled
+    from qvit_hw.transpile import template_for
+    from qvit_hw.transpile.openqasm import braket_qasm
+
+    target = get_target("rigetti_ankaa_3", live=False)
+    compiled = template_for(tree(4), target, max_copies=1, seed=0)
+    folded = fold_compiled(compiled, 3, target.basis_gates)
+    plain, text = braket_qasm(compiled.circuit), braket_qasm(folded.circuit)
+    box = text.split("#pragma braket verbatim")[1]
+    gate = "iswap" if "iswap" in plain else "cz"
+    assert box.count(f"{gate} ") == text.count(f"{gate} ") == 3 * plain.count(f"{gate} ") > 0

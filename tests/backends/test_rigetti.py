@@ -72,6 +72,33 @@ def test_quil_of_a_compiled_copy_in_rigetti_natives_matches_too(device):
     assert two_qubit in quil_program(copy).out()
 
 
+@pytest.mark.parametrize("scale", [3, 2])
+def test_a_folded_template_keeps_its_folds_from_quilc_and_its_values(scale):
+    """zne on Rigetti: every inserted G^-1 sits in one PRAGMA PRESERVE_BLOCK (quilc leaves
+    those as written, so G G^-1 G is not cancelled back to G), and PyQVM gives the
+    unfolded values."""
+    from qvit_hw.mitigation.zne import fold_compiled
+
+    spec = tree(4)
+    target = get_target("rigetti_ankaa_3", live=False)
+    compiled = compile_qnn(spec, target, max_copies=1)
+    folded = fold_compiled(compiled, scale, target.basis_gates, seed=1)
+    copy = folded.copy_circuit(0)
+    text = quil_program(copy).out()
+    folds = sum(1 for i in copy.data if i.operation.name == "barrier") // 2
+    assert folds > 0
+    assert text.count("PRAGMA PRESERVE_BLOCK") == text.count("PRAGMA END_PRESERVE_BLOCK") == folds
+    inside = text.split("PRAGMA PRESERVE_BLOCK")[1].split("PRAGMA END_PRESERVE_BLOCK")[0]
+    assert "ISWAP" in inside or "CZ" in inside  # the inverse 2-qubit gate is in the block
+    x, w = random_inputs(spec, 3, seed=5)
+    values = folded.parameter_values(x.numpy(), w.numpy())
+    position = {p: i for i, p in enumerate(folded.circuit.parameters)}
+    columns = [position[p] for p in copy.parameters]
+    programs = [quil_program(copy, row[columns]) for row in values]
+    z = np.stack([pyqvm_z(prog, 4) for prog in programs])  # PyQVM runs the pragmas too
+    np.testing.assert_allclose(z, expectations(spec, x, w).numpy(), atol=1e-6)
+
+
 # --- mocked QuantumComputers: the qvm and QCS paths without servers ------------------------
 
 
