@@ -41,7 +41,8 @@ class QNNRunner:
         self.scheduler = Scheduler(backend, self.config, **loop)
         self.backend = backend
         self._templates: dict[tuple[QNNSpec, float], Template] = {}
-        self._corrections: dict[QNNSpec, list[Correction]] = {}
+        self._corrections: dict[tuple[QNNSpec, float], list[Correction]] = {}
+        self._after: dict[QNNSpec, list[Correction]] = {}  # corrections after zne
         self._achieved: dict[QNNSpec, tuple[float, ...]] = {}
 
     @property
@@ -136,13 +137,39 @@ class QNNRunner:
             self.stats.rows += per_scale[0].rows
             self.stats.unique_rows += per_scale[0].unique_rows
             specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
-            corrections = [self.corrections(spec) for spec in specs]
             estimates = []
-            for p in per_scale:
+            for s, p in zip(scales, per_scale, strict=True):
                 mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
-                estimates.append(combine(p, mine, corrections))
-            out.append(estimates[0] if len(scales) == 1 else self._extrapolated(calls, estimates))
+                estimates.append(combine(p, mine, [self.corrections(spec, s) for spec in specs]))
+            if len(scales) == 1:
+                out.append(estimates[0])
+            else:
+                pairs = zip(calls, self._extrapolated(calls, estimates), strict=True)
+                out.append([self._after_zne(c.spec, e) for c, e in pairs])
         return out
+
+    def _row_level(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """``--mitigate``'s names applied to each noise scale's rows, and those applied to
+        the extrapolated rows (after zne; none without it)."""
+        names = self.mitigation
+        if "zne" not in names:
+            return names, ()
+        i = names.index("zne")
+        return names[:i], names[i + 1 :]
+
+    def _after_zne(self, spec: QNNSpec, e: RowEstimates) -> RowEstimates:
+        """A call's extrapolated rows with the corrections after zne applied, each a stage."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        z, se, stages = e.z_linear if e.z_linear is not None else e.z, e.stderr, list(e.stages)
+        for c in self.after_zne(spec):
+            z, se = c.correct(z, se, e.qubits)
+            stages.append((np.clip(z, -1.0, 1.0), se))
+        if len(stages) == len(e.stages):
+            return e
+        return replace(e, z=np.clip(z, -1.0, 1.0), stderr=se, z_linear=z, stages=tuple(stages))
 
     def achieved_scales(self, spec: QNNSpec) -> tuple[float, ...]:
         """The noise scale each of ``spec``'s templates reaches (`zne.noise_scale`): the
@@ -191,19 +218,58 @@ class QNNRunner:
             )
         return out
 
-    def corrections(self, spec: QNNSpec) -> list[Correction]:
-        """The run's corrections for ``spec``'s template, fitted on first use, in order:
-        each on calibration estimates that the ones before it have corrected."""
-        if spec not in self._corrections:
-            template, fitted = self.template(spec), list[Correction]()
-            for m, jobs in self.calibration_plan(spec):
-                context = self.calibration_context()
-                results = self.scheduler.execute(jobs, f"{m.name} calibration") if jobs else []
-                self.stats.calibration_jobs += len(jobs)
-                self.stats.calibration_executions += sum(j.executions for j in jobs)
-                fitted.append(m.fit(template, results, context, fitted))
-            self._corrections[spec] = fitted
-        return self._corrections[spec]
+    def corrections(self, spec: QNNSpec, scale: float = 1) -> list[Correction]:
+        """The run's corrections for ``spec``'s rows at noise ``scale`` (those before zne),
+        fitted on first use, in order: each on calibration estimates that the ones before
+        it have corrected. Readout is fitted once, at scale 1, and shared by every scale
+        (folding changes the gates, not the measurement); learned is fitted per scale, on
+        that scale's template."""
+        key = (spec, scale)
+        if key not in self._corrections:
+            template, fitted = self.template(spec, scale), list[Correction]()
+            shared = self.corrections(spec) if scale != 1 else None
+            for i, (m, jobs) in enumerate(self._steps(spec, scale)):
+                if jobs is None:  # readout at a folded scale: scale 1's
+                    fitted.append(shared[i])  # type: ignore[index]
+                    continue
+                results = self._calibrate(m.name, jobs)
+                fitted.append(m.fit(template, results, self.calibration_context(), fitted))
+            self._corrections[key] = fitted
+        return self._corrections[key]
+
+    def after_zne(self, spec: QNNSpec) -> list[Correction]:
+        """The corrections applied to ``spec``'s extrapolated rows (``zne,learned``): learned's
+        calibration rows run at every scale, are corrected and extrapolated like the data,
+        and the affine maps are fitted on the extrapolated values against exact."""
+        if spec not in self._after:
+            fitted = list[Correction]()
+            for m, jobs in self._after_steps(spec):
+                results = self._calibrate(f"{m.name} (every scale)", jobs)
+                calls = m.calls(self.template(spec), self.calibration_context().learned_rows)
+                per_scale, start = [], 0
+                for s in self.scales:
+                    p = m.plan_on(self.template(spec, s), calls, self.calibration_context())
+                    mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
+                    per_scale.append(combine(p, mine, [self.corrections(spec, s)]))
+                extrapolated = self._extrapolated(calls, per_scale)
+                for c in fitted:  # an earlier correction after zne (none today: one learned)
+                    extrapolated = [self._corrected(c, e) for e in extrapolated]
+                fitted.append(m.fit_estimates(calls, extrapolated))
+            self._after[spec] = fitted
+        return self._after[spec]
+
+    @staticmethod
+    def _corrected(c: Correction, e: RowEstimates) -> RowEstimates:
+        from dataclasses import replace
+
+        z, se = c.correct(e.z_linear if e.z_linear is not None else e.z, e.stderr, e.qubits)
+        return replace(e, z=z.clip(-1.0, 1.0), stderr=se, z_linear=z)
+
+    def _calibrate(self, what: str, jobs: list[PlannedJob]) -> list[Any]:
+        results = self.scheduler.execute(jobs, f"{what} calibration") if jobs else []
+        self.stats.calibration_jobs += len(jobs)
+        self.stats.calibration_executions += sum(j.executions for j in jobs)
+        return results
 
     def calibration_context(self) -> CalibrationContext:
         return CalibrationContext(
@@ -214,23 +280,57 @@ class QNNRunner:
             self.config.readout_shots,
         )
 
+    def _steps(
+        self, spec: QNNSpec, scale: float = 1
+    ) -> list[tuple[Mitigation, list[PlannedJob] | None]]:
+        """The mitigations before zne with their calibration jobs at ``scale`` (None: the
+        correction is scale 1's)."""
+        before, _ = self._row_level()
+        template, context = self.template(spec, scale), self.calibration_context()
+        own = (lambda m: True) if scale == 1 else (lambda m: m.name == "learned")
+        return [(m, m.calibration_jobs(template, context) if own(m) else None)
+                for m in mitigations(before)]  # fmt: skip
+
+    def _after_steps(self, spec: QNNSpec) -> list[tuple[Any, list[PlannedJob]]]:
+        """The mitigations after zne with their calibration jobs: the same rows (seeded from
+        scale 1's template) on every scale's template."""
+        _, after = self._row_level()
+        context = self.calibration_context()
+        steps = []
+        for m in mitigations(after):
+            calls = m.calls(self.template(spec), context.learned_rows)
+            jobs = [j for s in self.scales
+                    for j in m.plan_on(self.template(spec, s), calls, context).jobs]  # fmt: skip
+            steps.append((m, jobs))
+        return steps
+
     def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:
-        """Each mitigation of the run with the calibration jobs it needs for ``spec`` (pure)."""
-        chosen = mitigations(self.mitigation)
-        if not chosen:  # no calibration: its shots need not fit the backend (--shots auto)
-            return []
-        template, context = self.template(spec), self.calibration_context()
-        return [(m, m.calibration_jobs(template, context)) for m in chosen]
+        """Every calibration of the run for ``spec``, with its jobs (pure): each mitigation
+        before zne at scale 1 (learned at every scale too), then those after zne."""
+        if not mitigations(self.mitigation):  # no calibration: its shots need not fit the
+            return []  # backend (--shots auto)
+        steps = [(m, jobs) for s in self.scales for m, jobs in self._steps(spec, s)
+                 if jobs is not None]  # fmt: skip
+        return steps + self._after_steps(spec)
 
     def fitted(self) -> dict[str, dict[str, Any]]:
-        """The fitted corrections so far: template circuit name -> mitigation name -> the
-        correction (ReadoutCalibration, LearnedCalibration)."""
-        return {
-            self._templates[(spec, 1)].compiled.circuit.name: dict(
-                zip([m.name for m in mitigations(self.mitigation)], fitted, strict=True)
-            )
-            for spec, fitted in self._corrections.items()
-        }
+        """The fitted corrections so far: template circuit name -> mitigation name ("learned
+        at scale 3" for a folded template's, "learned after zne") -> the correction
+        (ReadoutCalibration, LearnedCalibration)."""
+        before, after = self._row_level()
+        out: dict[str, dict[str, Any]] = {}
+        for (spec, scale), fitted in self._corrections.items():
+            entry = out.setdefault(self._templates[(spec, 1)].compiled.circuit.name, {})
+            for m, c in zip(mitigations(before), fitted, strict=True):
+                if scale == 1:
+                    entry[m.name] = c
+                elif m.name == "learned":
+                    entry[f"{m.name} at scale {scale}"] = c
+        for spec, fitted in self._after.items():
+            entry = out.setdefault(self._templates[(spec, 1)].compiled.circuit.name, {})
+            for m, c in zip(mitigations(after), fitted, strict=True):
+                entry[f"{m.name} after zne"] = c
+        return out
 
     def calibrations(self) -> dict[str, ReadoutCalibration]:
         """The readout calibrations made so far, by template circuit name."""

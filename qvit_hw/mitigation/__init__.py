@@ -53,11 +53,6 @@ def parse_mitigation(text: str | Sequence[str]) -> tuple[str, ...]:
             f"(applied in order, e.g. readout,learned), got {text!r}"
         )
     if "zne" in names:
-        if "learned" in names:
-            raise ValueError(
-                "--mitigate: zne and learned do not compose yet (learned's calibration rows "
-                "run at scale 1 only); use readout,zne or readout,zne,fourier"
-            )
         after = names[names.index("zne") + 1 :]
         if any(n in ("readout", "readout-props") for n in after):
             raise ValueError(

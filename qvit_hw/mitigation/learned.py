@@ -40,7 +40,7 @@ import torch
 from ..backends.base import JobResult, identity_key
 from ..circuit import expectations
 from ..errors import BackendError
-from ..jobs.combine import Correction, combine
+from ..jobs.combine import Correction, RowEstimates, combine
 from ..jobs.plan import Plan, PlannedJob, QNNCall, Template, plan
 
 if TYPE_CHECKING:
@@ -117,17 +117,20 @@ class LearnedMitigation:
             for j in range(WEIGHT_SETS)
         ]
 
-    def _plan(self, template: Template, context: CalibrationContext) -> tuple[list, Plan]:
-        calls = self.calls(template, context.learned_rows)
+    def plan_on(
+        self, template: Template, calls: list[QNNCall], context: CalibrationContext
+    ) -> Plan:
+        """The plan of calibration ``calls`` on ``template`` (zne,learned plans scale 1's rows
+        on every scale's template)."""
         key = identity_key(context.backend)
-        p = plan(calls, lambda _: template, backend=key, shots=context.shots,
-                 job_size=context.job_size)  # fmt: skip
-        return calls, p
+        return plan(calls, lambda _: template, backend=key, shots=context.shots,
+                    job_size=context.job_size)  # fmt: skip
 
     def calibration_jobs(self, template: Template, context: CalibrationContext) -> list[PlannedJob]:
         if context.learned_rows < 1:
             raise ValueError("--calibration-rows must be >= 1 for learned mitigation")
-        return list(self._plan(template, context)[1].jobs)
+        calls = self.calls(template, context.learned_rows)
+        return list(self.plan_on(template, calls, context).jobs)
 
     def fit(
         self,
@@ -136,9 +139,18 @@ class LearnedMitigation:
         context: CalibrationContext,
         before: Sequence[Correction] = (),
     ) -> LearnedCalibration:
-        calls, p = self._plan(template, context)
-        estimates = combine(p, results, [list(before)])
-        spec = template.compiled.spec
+        calls = self.calls(template, context.learned_rows)
+        estimates = combine(self.plan_on(template, calls, context), results, [list(before)])
+        return self.fit_estimates(calls, estimates, linear=False)
+
+    def fit_estimates(
+        self, calls: Sequence[QNNCall], estimates: Sequence[RowEstimates], linear: bool = True
+    ) -> LearnedCalibration:
+        """The affine maps from the calibration ``calls``' estimates (one per call).
+        ``linear``: fit their unclipped values (extrapolated ones leave [-1, 1] often, and
+        clipping them would bias the fit); the per-scale fit keeps the clipped ones it has
+        always used."""
+        spec = calls[0].spec
         exact = np.concatenate(
             [
                 expectations(spec, torch.from_numpy(c.angles), torch.from_numpy(c.weights))
@@ -147,7 +159,9 @@ class LearnedMitigation:
                 for c in calls
             ]
         )  # (R, n)
-        measured = np.concatenate([e.z for e in estimates])
+        measured = np.concatenate(
+            [e.z_linear if linear and e.z_linear is not None else e.z for e in estimates]
+        )
         stderr = np.concatenate([e.stderr for e in estimates])
         qubits = np.concatenate([e.qubits for e in estimates])
         return fit_affine(qubits, exact, measured, stderr, rows=len(measured))
