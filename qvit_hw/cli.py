@@ -743,9 +743,9 @@ def run(
         help="none, or corrections applied in order, separated by commas: readout "
         "(calibration circuits) or readout-props (backend data), then learned (affine maps per "
         "physical qubit fitted on rows whose exact answer is known), e.g. readout,learned; "
-        "zne (rows again with 2-qubit gates folded, extrapolated to zero noise: readout,zne); "
-        "last, fourier fits each QNN's function over every row of the run "
-        "(readout,zne,fourier).",
+        "zne (rows again with gates folded, extrapolated to zero noise: readout,zne; learned "
+        "goes before it, fitted per scale, or after it, fitted on extrapolated rows); last, "
+        "fourier fits each QNN's function over every row of the run (readout,zne,fourier).",
     ),
     calibration_rows: int = typer.Option(
         _SCHED.calibration_rows, help="Rows of known exact answer per QNN template (learned)."

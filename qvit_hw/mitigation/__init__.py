@@ -16,7 +16,7 @@ run level   applied after every row-level correction, over every row of the run:
               fourier.py   each QNN's device function (a trigonometric polynomial in its
                            token angles) fitted over the whole run; every row gets the
                            fitted value and the fit's standard error
-scaled      between the two: zne.py runs every row again with its 2-qubit gates folded
+scaled      between the two: zne.py runs every row again with its gates folded
             (noise scales 1, 3, ...) and extrapolates each row's corrected estimates to
             zero noise
 
