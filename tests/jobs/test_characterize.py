@@ -261,6 +261,15 @@ def test_characterize_and_run_do_not_overwrite_each_others_folders(bundle, tmp_p
     char = tmp_path / "char"
     assert characterize(bundle, char).exit_code == 0
     before = contents(char)
-    line = error_line(cli("run", bundle, "--limit", "1", "--out", str(char), "--overwrite"))
-    assert line.startswith(f"error: --overwrite: {char} is not a run (it holds ")
-    assert contents(char) == before
+    stopped = tmp_path / "stopped-char"  # a characterization stopped before its outputs
+    stopped.mkdir()
+    record = {p: b for p, b in before.items() if p in ("run.json", "journal.sqlite")}
+    for name, data in record.items():
+        (stopped / name).write_bytes(data)
+    for folder in (char, stopped):
+        line = error_line(cli("run", bundle, "--limit", "1", "--out", str(folder), "--overwrite"))
+        assert line == (
+            f"error: --overwrite: {folder} is not a run (its run.json is a characterization's); "
+            "--overwrite replaces only a run folder of `qvit-hw run`: choose another --out"
+        )
+    assert contents(char) == before and contents(stopped) == record
