@@ -15,6 +15,8 @@ from .devices.lattice import lattice_positions
 __all__ = ["chip_plot", "lattice_positions"]  # lattice_positions: re-exported
 
 DPI = 80
+SHOWN_PX = 640  # the report shows a plot at most this wide (its CSS); a wider one shrinks
+CHIP_LABEL_PT = 9.0  # qubit numbers on the chip: 10 px, so >= 9 px as the report shows them
 
 
 def _figure(width: float = 6.4, height: float = 4.4) -> tuple[Any, Any]:
@@ -134,7 +136,8 @@ def chip_plot(
         pos = rx.spring_layout(graph, seed=0, num_iter=300)
         xy, kind = np.array([pos[i] for i in range(num_qubits)]), "coupling map"  # (Q, 2)
     span = np.ptp(xy, axis=0) + 1
-    width = float(np.clip(span[0] * 0.45, 6.0, 12.0)) if lattice else 7.2
+    # as wide as the page shows it unshrunk (its labels' size is their size on screen)
+    width = float(np.clip(span[0] * 0.53, 6.0, SHOWN_PX / DPI)) if lattice else 7.2
     height = float(np.clip(width * span[1] / span[0] + 1.2, 3.0, 9.0)) if lattice else 6.0
     fig, ax = _figure(width, height)
     for p, q in pairs:
@@ -145,9 +148,8 @@ def chip_plot(
     top = vmax if vmax is not None else max(mae.values(), default=0.0)
     norm = Normalize(0.0, max(top, 1e-9))
     cmap = colormaps["viridis"]
-    ax.scatter(
+    discs = ax.scatter(
         *xy[used].T,
-        s=260,
         c=[mae[q] for q in used],
         cmap=cmap,
         norm=norm,
@@ -159,7 +161,7 @@ def chip_plot(
         ax.annotate(
             str(q),
             xy[q],
-            fontsize=7.5,
+            fontsize=CHIP_LABEL_PT,
             fontweight="bold",
             ha="center",
             va="center",
@@ -169,9 +171,19 @@ def chip_plot(
     from matplotlib.cm import ScalarMappable
 
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="MAE of <Z>", shrink=0.8)
+    pad = 0.6 if lattice else 0.08 * float(np.ptp(xy, axis=0).max())  # room for the discs
+    ax.set(xlim=(xy[:, 0].min() - pad, xy[:, 0].max() + pad),
+           ylim=(xy[:, 1].min() - pad, xy[:, 1].max() + pad))  # fmt: skip
     ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title(f"{kind}: {len(used)} of {num_qubits} qubits used (grey: idle)")
+    # a used qubit's disc holds its number and stays clear of its neighbours': its size
+    # follows the drawn distance between coupled qubits, once the layout is done
+    fig.tight_layout()
+    ax.apply_aspect()
+    at = ax.transData.transform(xy)  # pixels
+    gap = min(float(np.hypot(*(at[p] - at[q]))) for p, q in pairs) * 72 / DPI  # points
+    discs.set_sizes([float(np.clip(0.85 * gap, 12.0, 22.0)) ** 2])
     return _png(fig)
 
 

@@ -43,6 +43,7 @@ from .errors import DataError, one_line
 from .files import check_out_dir, write_atomic
 from .jobs.executor import ROW_FIELDS
 from .plots import (
+    SHOWN_PX,
     agreement_cost_plot,
     chip_plot,
     confusion_plot,
@@ -905,7 +906,7 @@ table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
 td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 td:first-child {{ text-align: left; }}
 .row {{ display: flex; gap: 1em; flex-wrap: wrap; }}
-figure {{ margin: 0; }} img {{ max-width: 640px; }}
+figure {{ margin: 0; }} img {{ max-width: {SHOWN_PX}px; }}
 figcaption {{ font-size: 0.85em; color: #555; }}
 .note {{ color: #444; background: #eef3fb; border-left: 4px solid #4a7bd0;
   padding: 0.4em 0.8em; }}

@@ -189,32 +189,169 @@ def test_report_of_a_missing_or_unfinished_run_fails_with_one_line(runs, tmp_pat
         write_report(tmp_path / "nope")
 
 
-def test_report_html_renders_in_headless_chromium(runs, tmp_path):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (make browser installs it)")
-        pytest.skip("chromium is not installed: `make browser` (as root) installs it")
-    page = runs["fake"] / "report.html"
-    shot = tmp_path / "shot.png"
+# a script the browser test adds to the report: where the page lays out what it shows
+MEASURE_JS = """
+window.addEventListener("load", () => {
+  const box = (r) => [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY];
+  const texts = [...document.querySelectorAll("p.about b")].map((b) => {
+    const range = document.createRange();
+    range.selectNodeContents(b);
+    return {text: b.textContent, box: box(range.getBoundingClientRect()),
+            font: parseFloat(getComputedStyle(b).fontSize)};
+  });
+  const images = [...document.images].map((img) => ({
+    alt: img.alt, box: box(img.getBoundingClientRect()),
+    natural: [img.naturalWidth, img.naturalHeight]}));
+  const root = document.documentElement;
+  root.dataset.measured = JSON.stringify({page: [root.scrollWidth, root.scrollHeight],
+                                          texts, images});
+});
+"""
+LEGIBLE_PX = 9  # the smallest text, in screen pixels, the report may show
+
+
+def chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Headless chromium on ``page`` at one device pixel per CSS pixel; it lets the page
+    settle for 10 s of virtual time (load event and scripts run), however busy the CPU."""
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-            "--v=0", f"--screenshot={shot}", "--window-size=1280,4000", page.as_uri()]  # fmt: skip
+            "--v=0", "--hide-scrollbars", "--force-device-scale-factor=1",
+            "--virtual-time-budget=10000", *extra, page.as_uri()]  # fmt: skip
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
-    import matplotlib.image as mpimg
+    return proc
 
-    pixels = mpimg.imread(shot)  # (4000, 1280, channels)
-    assert pixels.shape[:2] == (4000, 1280) and pixels.std() > 0.05
-    dom = subprocess.run([*args[:-3], "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout  # fmt: skip
-    assert dom.count("<img") == 16 and "Fidelity report" in dom
-    # what the page says it shows: the data set, its class names, both confusion matrices
-    assert "data set <b>digits</b>" in dom and "classes <b>0: 0, 1: 1, 2: 2" in dom
-    for title in ("backend vs the exact model", "backend vs the true labels"):
-        assert f'alt="Predictions: {title}: ' in dom
+
+def test_report_html_renders_in_headless_chromium(runs, tmp_path, monkeypatch):
+    """The browser's screenshot of `report A --against B`, taken at the page's full height,
+    shows the data set, the class names, both labelled confusion matrices per run and the
+    chip with its qubit numbers, all at a legible size: the page's own layout (boxes a
+    script in the page measures) puts each inside the screenshot, the screenshot's pixels
+    there are the plot's, and the plot draws its labels at >= 9 screen pixels."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (make browser installs it)")
+        pytest.skip("chromium is not installed: `make browser` (as root) installs it")
+    import hashlib
+    import html
+
+    import matplotlib.image as mpimg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import qvit_hw.plots as plots
+    from qvit_hw.report import CONFUSIONS
+
+    # PNG sha256 -> its texts: (axes, kind, text, font size in PNG pixels, inside the PNG)
+    drawn: dict[str, list[tuple[int, str, str, float, bool]]] = {}
+    png = plots._png
+
+    def text_spy(fig):
+        data = png(fig)
+        renderer = FigureCanvasAgg(fig).get_renderer()  # the PNG's pixels: same dpi
+        width, height = fig.bbox.width, fig.bbox.height
+        texts = []
+        for a, ax in enumerate(fig.axes):
+            kinds = {"tick": [*ax.get_xticklabels(), *ax.get_yticklabels()], "text": ax.texts,
+                     "title": [ax.title], "label": [ax.xaxis.label, ax.yaxis.label]}  # fmt: skip
+            for kind, group in kinds.items():
+                for t in group:
+                    if not (t.get_visible() and t.get_text()):
+                        continue
+                    b = t.get_window_extent(renderer)
+                    inside = b.x0 >= -1 and b.y0 >= -1 and b.x1 <= width + 1 and b.y1 <= height + 1
+                    size = t.get_fontsize() * fig.dpi / 72
+                    texts.append((a, kind, t.get_text(), size, inside))
+        drawn[hashlib.sha256(data).hexdigest()] = texts
+        return data
+
+    monkeypatch.setattr(plots, "_png", text_spy)
+    out = tmp_path / "report"
+    args = ["report", str(runs["fake"]), "--against", str(runs["shots"]), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    source = (out / "report.html").read_text()
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]*)"', source)
+    pngs = {html.unescape(alt): base64.b64decode(data) for alt, data in images}
+    assert len(pngs) == 16 and "Fidelity report" in source
+    page = tmp_path / "measured.html"
+    page.write_text(source.replace("</body>", f"<script>{MEASURE_JS}</script></body>"))
+
+    def measure(window: str) -> dict:
+        dom = chromium(tmp_path, page, f"--window-size={window}", "--dump-dom").stdout
+        found = re.search(r'data-measured="([^"]*)"', dom)
+        assert found, dom[-2000:]
+        return json.loads(html.unescape(found.group(1)))
+
+    width, height = measure("1280,1000")["page"]
+    assert width <= 1280, (width, height)  # nothing wider than the window
+    window = f"1280,{height}"  # the whole page: the screenshot shows everything on it
+    layout = measure(window)  # where things lie in the screenshot
+    assert layout["page"] == [width, height]
+    shot = tmp_path / "shot.png"
+    chromium(tmp_path, page, f"--window-size={window}", f"--screenshot={shot}")
+    pixels = mpimg.imread(shot)[..., :3]  # (height, 1280, 3) in [0, 1]
+    assert pixels.shape[:2] == (height, 1280) and pixels.std() > 0.05
+
+    def crop(box: list[float]) -> np.ndarray:
+        left, top, right, bottom = box
+        assert 0 <= left < right <= 1280 and 0 <= top < bottom <= height, box  # in the shot
+        return pixels[round(top) : round(bottom), round(left) : round(right)]
+
+    # the data set and the class names: text in the page, inked in the screenshot
+    doc = report(runs["fake"])
+    classes = ", ".join(f"{i}: {c}" for i, c in enumerate(doc["classes"]))
+    for name in ("digits", classes):
+        seen = [t for t in layout["texts"] if t["text"] == name]
+        assert len(seen) == 2, (name, layout["texts"])  # each run says it
+        for t in seen:
+            assert t["font"] >= LEGIBLE_PX and t["box"][3] - t["box"][1] >= LEGIBLE_PX, t
+            assert (crop(t["box"]).mean(axis=-1) < 0.5).sum() >= 4 * len(name), t  # ink
+
+    def shown(alt_start: str) -> list[tuple[dict, float, list]]:
+        """Each image whose alt text starts so: its layout, the screen pixels per PNG
+        pixel, and its texts, after checking that the screenshot shows the whole PNG."""
+        from PIL import Image
+
+        found = []
+        for img in layout["images"]:
+            if not img["alt"].startswith(alt_start):
+                continue
+            data = pngs[img["alt"]]
+            left, top, right, bottom = img["box"]
+            scale = (right - left) / img["natural"][0]
+            assert scale == pytest.approx((bottom - top) / img["natural"][1], abs=0.01), img
+            painted = crop(img["box"])
+            original = Image.open(io.BytesIO(data)).convert("RGB")
+            original = original.resize((painted.shape[1], painted.shape[0]))
+            same = np.abs(painted - np.asarray(original) / 255).max(axis=-1) <= 0.1
+            assert same.mean() > 0.9, (img["alt"], same.mean())  # the plot, all of it
+            found.append((img, scale, drawn[hashlib.sha256(data).hexdigest()]))
+        return found
+
+    def legible(texts: list, scale: float, kind: str, wanted: str) -> None:
+        """``wanted`` is drawn as a ``kind`` of text in the plot (its first axes), inside
+        the PNG, at >= 9 screen pixels."""
+        sizes = [px * scale for a, k, text, px, inside in texts
+                 if a == 0 and k == kind and text == wanted and inside]  # fmt: skip
+        assert sizes and min(sizes) >= LEGIBLE_PX, (kind, wanted, sizes, scale)
+
+    for title, _, truth in CONFUSIONS:
+        both = shown(f"{title}: ")
+        assert len(both) == 2, title  # per run
+        for _, scale, texts in both:
+            legible(texts, scale, "title", title)
+            for label in (truth, "backend's prediction"):
+                legible(texts, scale, "label", label)
+            for name in doc["classes"]:
+                legible(texts, scale, "tick", name)
+    (chip,) = shown("Error per physical qubit: fake_brisbane")
+    _, scale, texts = chip
+    assert any(t.startswith("heavy-hex: ") for _, _, t, _, _ in texts)  # on its lattice
+    for row in doc["per_qubit"]:
+        legible(texts, scale, "text", str(row["qubit"]))
 
 
 def error_line(result) -> str:

@@ -121,11 +121,10 @@ def characterize(
         raise ValueError("--overwrite and --resume exclude each other: pick one")
     if resume and not record.is_file():
         raise RunError(f"--resume: nothing to resume, {record} does not exist")
-    if not resume and not overwrite and out.exists() and any(out.iterdir()):
-        raise RunError(
-            f"--out: {out} is not empty; pass --resume to continue a characterization there, "
-            "--overwrite to replace it, or choose another --out"
-        )
+    if overwrite:
+        _check_replaceable(out)  # before the backend, the bundle and the lock file
+    elif not resume:
+        _check_new(out)
     backend = get_backend(options.backend)
     backend.target.job_capacity(options.scheduler.shots)
     model, manifest = load_bundle(options.bundle)
@@ -177,17 +176,69 @@ def characterize(
         raise
 
 
-def _clear(out: Path) -> None:
-    from ..files import LOCK_FILE
+# what characterize writes into --out besides its lock file
+_OWN_FILES = frozenset({RUN_FILE, JOURNAL_FILE, SURROGATE_FILE, CHARACTERIZATION_FILE,
+                        "journal.sqlite-wal", "journal.sqlite-shm",
+                        "journal.sqlite-journal"})  # fmt: skip
 
-    mine = {RUN_FILE, JOURNAL_FILE, SURROGATE_FILE, CHARACTERIZATION_FILE, LOCK_FILE,
-            "journal.sqlite-wal", "journal.sqlite-shm", "journal.sqlite-journal"}  # fmt: skip
-    foreign = foreign_entries(out, lambda entry: entry.name in mine and entry.is_file())
+
+def _is_characterization(out: Path) -> bool:
+    """Whether ``out/run.json`` is the record of a characterization (not of a `run`, which
+    writes files of the same names)."""
+    try:
+        record = json.loads((out / RUN_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    identity = record.get("identity") if isinstance(record, dict) else None
+    return isinstance(identity, dict) and identity.get("kind") == "characterize"
+
+
+def _foreign(out: Path) -> str:
+    """What of ``out`` characterize did not write (`files.foreign_entries`; "" if nothing):
+    its own file names count as its own only beside a characterization's run.json, or
+    where there is no run.json at all (a characterization stopped before writing it)."""
+    record = out / RUN_FILE
+    mine = not record.exists() or _is_characterization(out)
+
+    def ours(entry: Path) -> bool:
+        return mine and entry.name in _OWN_FILES and entry.is_file() and not entry.is_symlink()
+
+    return foreign_entries(out, ours)
+
+
+def _check_new(out: Path) -> None:
+    """A new characterization goes into a missing or empty folder, never beside other files;
+    one that is there already is continued (--resume) or replaced (--overwrite)."""
+    foreign = foreign_entries(out, lambda entry: False)
+    if not foreign:
+        return
+    if _is_characterization(out):
+        raise RunError(
+            f"--out: {out} already holds a characterization; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    raise RunError(
+        f"--out: {out} is not empty (it holds {foreign}); a characterization needs a new or "
+        "empty folder: choose another --out"
+    )
+
+
+def _check_replaceable(out: Path) -> None:
+    """--overwrite replaces a characterization and nothing else: a folder holding anything
+    characterize did not write is refused, naming it, before anything is deleted."""
+    foreign = _foreign(out)
     if foreign:
         raise RunError(
             f"--overwrite: {out} holds {foreign}, which characterize does not write; "
             "choose another --out"
         )
+
+
+def _clear(out: Path) -> None:
+    """Delete the characterization in ``out`` (the caller holds its lock, whose file stays)."""
+    from ..files import LOCK_FILE
+
+    _check_replaceable(out)  # again: the folder may have changed since the first check
     for entry in out.iterdir():
         if entry.name != LOCK_FILE:
             entry.unlink()

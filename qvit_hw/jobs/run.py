@@ -384,6 +384,8 @@ def _not_a_run(out: Path) -> str:
         record = None
     if not isinstance(record, dict) or not isinstance(record.get("identity"), dict):
         return f"it has no {RUN_FILE} of a qvit-hw run"
+    if record["identity"].get("kind") == "characterize":  # the same file names, not a run
+        return f"its {RUN_FILE} is a characterization's"
     allowed = {RUN_FILE, JOURNAL_FILE, *OUTPUT_FILES, *_RUN_EXTRAS}
     for entry in sorted(out.iterdir()):
         ours = entry.name in allowed or _COMPARISON.fullmatch(entry.name)

@@ -134,3 +134,142 @@ def test_n8_characterize_and_surrogate_on_an_ideal_device(tmp_path):
     rows = np.load(out / "rows.npz")
     z = (rows["estimate"] - rows["exact"]) / rows["stderr"]
     assert 0.85 < z.std() < 1.15, z.std()
+
+
+# --- --out and --overwrite: one meaning across train, export, run, demo and characterize -----
+
+CHEAP = ("--backend", "shots?seed=1", "--shots", "100", *N4)  # a second or less
+
+
+def characterize(bundle, out, *extra):
+    return cli("characterize", bundle, *CHEAP, "--out", str(out), *extra)
+
+
+def error_line(result) -> str:
+    """The one line a refused command prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (hidden ones too) and its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+OWN = {"characterization.json", "journal.sqlite", "run.json", "surrogate.npz"}
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_characterize_creates_a_missing_out_folder(bundle, tmp_path, overwrite):
+    """Finding 4: a missing --out is created, --overwrite or not, as train, export and run do."""
+    out = tmp_path / "new" / "deeper" / "char"
+    result = characterize(bundle, out, *overwrite)
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= OWN
+    record = json.loads((out / "characterization.json").read_text())
+    assert record["shots"] == 100 and record["cost"]["rows"] == 6 * 81
+
+
+def test_characterize_overwrite_replaces_its_own_characterization(bundle, tmp_path):
+    out = tmp_path / "char"
+    assert characterize(bundle, out).exit_code == 0
+    names = {p.name for p in out.iterdir()}
+    line = error_line(characterize(bundle, out))
+    assert line == (
+        f"error: --out: {out} already holds a characterization; pass --resume to continue "
+        "it, --overwrite to replace it, or choose another --out"
+    )
+    result = cli("characterize", bundle, *CHEAP, "--shots", "300", "--out", str(out),
+                 "--overwrite")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "characterization.json").read_text())["shots"] == 300
+    assert {p.name for p in out.iterdir()} == names  # replaced, nothing left over
+    line = error_line(characterize(bundle, out, "--overwrite", "--resume"))
+    assert line == "error: --overwrite and --resume exclude each other: pick one"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_characterize_refuses_a_folder_of_foreign_files_in_one_line(bundle, tmp_path, overwrite):
+    """A folder holding files characterize did not write is refused, with or without
+    --overwrite, and left exactly as it was (not even a lock file added)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "data").mkdir()
+    (out / "data" / "scan.png").write_bytes(b"mine too")
+    before = contents(out)
+    line = error_line(characterize(bundle, out, *(["--overwrite"] if overwrite else [])))
+    if overwrite:
+        assert line == (
+            f"error: --overwrite: {out} holds data and 1 more, which characterize does not "
+            "write; choose another --out"
+        )
+    else:
+        assert line == (
+            f"error: --out: {out} is not empty (it holds data and 1 more); a characterization "
+            "needs a new or empty folder: choose another --out"
+        )
+    assert contents(out) == before
+
+
+def test_characterize_overwrite_keeps_a_characterization_the_user_added_to(bundle, tmp_path):
+    """--overwrite replaces what characterize wrote and nothing else: a user's file beside a
+    characterization stops it before anything is deleted."""
+    out = tmp_path / "char"
+    assert characterize(bundle, out).exit_code == 0
+    (out / "thesis.tex").write_text("mine")
+    before = contents(out)
+    line = error_line(characterize(bundle, out, "--overwrite"))
+    assert line == (
+        f"error: --overwrite: {out} holds thesis.tex, which characterize does not write; "
+        "choose another --out"
+    )
+    assert contents(out) == before
+
+
+def test_characterize_and_run_do_not_overwrite_each_others_folders(bundle, tmp_path):
+    """A run's folder is not a characterization (run.json and journal.sqlite are names
+    both write) and a characterization's is not a run: each --overwrite refuses the other."""
+    run = tmp_path / "run"
+    assert cli("run", bundle, "--limit", "1", "--out", str(run)).exit_code == 0
+    before = contents(run)
+    line = error_line(characterize(bundle, run, "--overwrite"))
+    assert line.startswith(f"error: --overwrite: {run} holds ")
+    assert line.endswith(", which characterize does not write; choose another --out")
+    assert contents(run) == before
+    stopped = tmp_path / "stopped"  # a run that stopped before any output: the same names
+    stopped.mkdir()
+    record = {p: b for p, b in before.items() if p in ("run.json", "journal.sqlite")}
+    for name, data in record.items():
+        (stopped / name).write_bytes(data)
+    line = error_line(characterize(bundle, stopped))
+    assert line == (
+        f"error: --out: {stopped} is not empty (it holds journal.sqlite and 1 more); a "
+        "characterization needs a new or empty folder: choose another --out"
+    )
+    line = error_line(characterize(bundle, stopped, "--overwrite"))
+    assert line == (
+        f"error: --overwrite: {stopped} holds journal.sqlite and 1 more, which characterize "
+        "does not write; choose another --out"
+    )
+    assert contents(stopped) == record
+
+    char = tmp_path / "char"
+    assert characterize(bundle, char).exit_code == 0
+    before = contents(char)
+    stopped = tmp_path / "stopped-char"  # a characterization stopped before its outputs
+    stopped.mkdir()
+    record = {p: b for p, b in before.items() if p in ("run.json", "journal.sqlite")}
+    for name, data in record.items():
+        (stopped / name).write_bytes(data)
+    for folder in (char, stopped):
+        line = error_line(cli("run", bundle, "--limit", "1", "--out", str(folder), "--overwrite"))
+        assert line == (
+            f"error: --overwrite: {folder} is not a run (its run.json is a characterization's); "
+            "--overwrite replaces only a run folder of `qvit-hw run`: choose another --out"
+        )
+    assert contents(char) == before and contents(stopped) == record
