@@ -752,8 +752,9 @@ def run(
     ),
     readout_shots: int | None = typer.Option(
         _SCHED.readout_shots,
-        help="Shots of each readout calibration circuit (default: --shots); two circuits per "
-        "template, and their error is shared by every row read on the qubit.",
+        help="Shots of each readout calibration circuit (default: --shots; with fourier at "
+        "least 50,000, within the backend's limit); two circuits per template, and their "
+        "error is shared by every row read on the qubit.",
     ),
     zne_scales: str = typer.Option(
         ",".join(map(str, _SCHED.zne_scales)),

@@ -48,8 +48,9 @@ class SchedulerConfig:
     # mitigation is on (same agreement, ~11 % fewer executions: bench/RESULTS.md), else best
     packing: str = "auto"
     calibration_rows: int = DEFAULT_CALIBRATION_ROWS  # per template, learned mitigation
-    # shots of each readout calibration circuit (None: --shots); two circuits per template,
-    # so more is cheap, and their error is shared by every row read on that qubit
+    # shots of each readout calibration circuit (None: --shots, at least 50,000 where a
+    # run-level fit follows: `QNNRunner.readout_shots`); two circuits per template, so more
+    # is cheap, and their error is shared by every row read on that qubit
     readout_shots: int | None = None
     job_size: int | None = None  # executions per job (None: the backend's limit)
     max_in_flight: int = 4  # jobs submitted and not yet finished

@@ -271,13 +271,29 @@ class QNNRunner:
         self.stats.calibration_executions += sum(j.executions for j in jobs)
         return results
 
+    @property
+    def readout_shots(self) -> int:
+        """Each readout calibration circuit's shots: --readout-shots, else --shots, but at
+        least `FIT_READOUT_SHOTS` (within the backend's limit) where a run-level fit follows:
+        the fit takes each row's shot noise down to ~0.001, and the calibration's error,
+        shared by every row read on the qubit, would otherwise be the larger (two circuits
+        per template, so it costs little)."""
+        if self.config.readout_shots is not None:
+            return self.config.readout_shots
+        if "fourier" not in self.mitigation:
+            return self.config.shots
+        from ..mitigation.readout import FIT_READOUT_SHOTS
+
+        limit = self.backend.target.max_shots or FIT_READOUT_SHOTS
+        return max(self.config.shots, min(FIT_READOUT_SHOTS, limit))
+
     def calibration_context(self) -> CalibrationContext:
         return CalibrationContext(
             self.backend,
             self.config.shots,
             self.job_size,
             self.config.calibration_rows,
-            self.config.readout_shots,
+            self.readout_shots,
         )
 
     def _steps(

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from ..jobs.combine import Correction
     from . import CalibrationContext
 
+# readout calibration shots where a run-level fit follows (`QNNRunner.readout_shots`):
+# measured with readout,zne,fourier on fake_brisbane (bench/RESULTS.md)
+FIT_READOUT_SHOTS = 50_000
+
 
 @dataclass(frozen=True)
 class ReadoutMitigation:
