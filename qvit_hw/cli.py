@@ -767,7 +767,7 @@ def run(
     ),
     zne_fold: str = typer.Option(
         _SCHED.zne_fold,
-        help="--mitigate ...,zne: fold the 2-qubit gates (two) or every gate but RZ (all).",
+        help="--mitigate ...,zne: fold every gate but RZ (all) or the 2-qubit gates only (two).",
     ),
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
@@ -1068,7 +1068,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
     "Mitigation and packing": {"mitigate": "LIST", "readout_shots": "N",
                                "zne_scales": "1,S[,S...]",
                                "zne_extrapolation": "richardson|linear|exponential",
-                               "zne_fold": "two|all",
+                               "zne_fold": "all|two",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",

@@ -67,7 +67,7 @@ class SchedulerConfig:
     # --mitigate ...,zne: noise scales (gates folded) and the extrapolation
     zne_scales: tuple[float, ...] = (1, 3)
     zne_extrapolation: str = "richardson"
-    zne_fold: str = "two"  # which gates fold: "two" (2-qubit) or "all" (every noisy gate)
+    zne_fold: str = "all"  # which gates fold: "all" (every noisy gate) or "two" (2-qubit)
 
     def __post_init__(self) -> None:
         from ..mitigation.zne import ZNEConfig

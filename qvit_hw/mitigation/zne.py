@@ -7,8 +7,10 @@ later pass cancels it; G^-1 is written in the device's own gates (ECR and CZ are
 inverses; iSWAP^-1 = (RZ(pi) x RZ(pi)) iSWAP, the RZs virtual on hardware), so a folded
 template has lambda times the 2-qubit gates of the original and the same 1-qubit gates,
 parameters, layout and measurements. The unitary is unchanged: only the noise scales.
-``fold="all"`` folds the 1-qubit gates too (SX^-1 = RZ(pi) SX RZ(pi); RZ is a frame change
-and is not folded), which also scales their errors and the circuit's duration. A scale that
+``fold="all"`` (the run's default) folds the 1-qubit gates too (SX^-1 = RZ(pi) SX RZ(pi);
+RZ is a frame change and is not folded), which also scales their errors and the circuit's
+duration: on fake_brisbane it left less bias than folding the 2-qubit gates alone
+(bench/RESULTS.md). A scale that
 is not an odd whole number (1.5, 2) folds every gate its whole part of times and a seeded
 subset once more, as mitiq's ``fold_gates_at_random``; the extrapolation then uses the scale
 each template reached (`noise_scale`: its folded gates over the original's), not the one
@@ -52,7 +54,7 @@ class ZNEConfig:
 
     scales: tuple[float, ...] = (1, 3)
     extrapolation: str = "richardson"
-    fold: str = "two"
+    fold: str = "all"
 
     def __post_init__(self) -> None:
         scales = tuple(self.scales)
@@ -75,7 +77,7 @@ class ZNEConfig:
         object.__setattr__(self, "scales", scales)
 
     @classmethod
-    def parse(cls, scales: str, extrapolation: str, fold: str = "two") -> ZNEConfig:
+    def parse(cls, scales: str, extrapolation: str, fold: str = "all") -> ZNEConfig:
         try:
             values = tuple(float(s) for s in scales.split(",") if s.strip())
         except ValueError:

@@ -147,7 +147,7 @@ def test_on_an_ideal_device_zne_changes_nothing(bundle, tmp_path):
     cost_b = json.loads((folded / "cost.json").read_text())
     assert cost_b["executions"] == 3 * cost_a["executions"]
     run_json = json.loads((folded / "run.json").read_text())
-    zne = {"scales": [1, 3, 5], "extrapolation": "richardson", "fold": "two"}
+    zne = {"scales": [1, 3, 5], "extrapolation": "richardson", "fold": "all"}
     assert run_json["identity"]["zne"] == zne
 
 
@@ -214,7 +214,8 @@ def test_the_runner_extrapolates_from_the_reached_scale_not_the_asked_one():
     from qvit_hw.jobs.plan import QNNCall
     from qvit_hw.jobs.runner import QNNRunner
 
-    config = SchedulerConfig(zne_scales=(1, 2), zne_extrapolation="linear", max_copies=1)
+    config = SchedulerConfig(zne_scales=(1, 2), zne_extrapolation="linear", zne_fold="two",
+                             max_copies=1)  # fmt: skip
     qnn = QNNRunner(get_backend("fake_brisbane?noise=0"), config, mitigation="zne")
     spec = tree(4)
     reached = qnn.achieved_scales(spec)
