@@ -503,9 +503,14 @@ def _verdicts(done: dict[str, Any]) -> list[str]:
         f"{u['fit_stderr']:.4f}, while the device itself is {u['noisy_vs_ideal']:.4f} from "
         "the ideal model (that bias is what zero-noise extrapolation has to remove)."
     )
-    r = done["brisbane|unbiased|readout"]
+    out.append(_readout_line(done["brisbane|unbiased|readout"]))
+    return out
+
+
+def _readout_line(r: dict[str, Any]) -> str:
+    """(c) with readout mitigation: one bullet."""
     within = "within" if 0.9 <= r["z_sd"] <= 1.1 else "outside"
-    out.append(
+    return (
         f"- fake_brisbane, `--mitigate readout,fourier`, 1,000 shots, readout calibration at "
         f"{r['readout_shots']:,} shots per circuit (the device's maximum): fitted values "
         "against `fake_brisbane?exact=1` with `--mitigate readout` (exact noisy values, the "
@@ -518,4 +523,3 @@ def _verdicts(done: dict[str, Any]) -> list[str]:
         "and against the exact values read through the fitted run's own calibration the "
         f"z sd is {r['z_sd_own_calibration']:.3f} (mean {r['z_mean_own_calibration']:+.3f})."
     )
-    return out
