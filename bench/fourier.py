@@ -10,7 +10,13 @@ adaptive shots, on `shots` and `fake_brisbane` (359 digits test images).
     fitted values' z-scores against exact, and the disagreements against the summed flip
     probabilities.
 (c) Unbiased for the device: fitted values on `fake_brisbane` against the fast engine's
-    exact noisy <Z> of the same rows (`fake_brisbane?exact=1`).
+    exact noisy <Z> of the same rows (`fake_brisbane?exact=1`), without readout mitigation
+    and with it (`readout,fourier` against `?exact=1` with `readout`, its confusion
+    inverted exactly).
+(d) `characterize` + `surrogate:` against a direct fitted run on the same fake device
+    (through a mock that logs every submit), n = 4 (the demo's bundle) and n = 8: submits
+    during the surrogate runs, and the z-scores of surrogate - direct over their combined
+    standard errors.
 """
 
 from __future__ import annotations
@@ -30,6 +36,17 @@ IMAGES = 359
 SEEDS = (1, 2, 3)
 MODEL_SEEDS = (0, 1, 2)  # 0: the demo's
 CHAR_SHOTS = (1_000, 10_000, 100_000)
+READOUT_SHOTS = 100_000  # readout calibration of the (c) readout variant: fake_brisbane's max
+# (d): characterize shots per grid point, fake_brisbane's maximum: the surrogate's standard
+# errors (sqrt((1 - z^2) / shots) at any x) stay ~3x the n = 4 direct fit's (70,000 rows per
+# QNN), below the n = 8 one's on its widest cones
+SURROGATE_SHOTS = 100_000
+# (d) n = 8: a chain's outputs 6 and 7 have 3^8 = 6,561 terms, more than the 16 x 359 =
+# 5,744 rows the test split gives a QNN (the fit refuses fewer rows than terms), so the
+# direct fit runs on the train split's first 700 images (~11,000 distinct rows per QNN,
+# 1.7 per term; all 1,258 took 38 minutes on `shots`, most of it the fit's n = 8 normal
+# equations and row standard errors); the surrogate runs on both those and the test split
+SURROGATE_DIRECT = {4: ("test", IMAGES), 8: ("train", 700)}
 PARTIAL = Path(tempfile.gettempdir()) / "bench.fourier.partial.json"  # survives a crash
 
 
@@ -74,6 +91,9 @@ def _run(console: Console, tmp: Path) -> str:
                 continue
             measure(key, _direct, bundles[model], tmp, f"shots?seed={seed}", "fourier", 1000)
     measure("brisbane|unbiased", _unbiased, demo, tmp)
+    measure("brisbane|unbiased|readout", _unbiased_readout, demo, tmp)
+    measure("surrogate|n4", _surrogate_vs_direct, demo, tmp, 4)
+    measure("surrogate|n8", _surrogate_vs_direct, n8_bundle(tmp), tmp, 8)
     return _markdown(done)
 
 
@@ -184,6 +204,143 @@ def _unbiased(bundle: Path, tmp: Path) -> dict[str, Any]:
             "fit_stderr": se, "noisy_vs_ideal": ideal_gap}  # fmt: skip
 
 
+def _unbiased_readout(bundle: Path, tmp: Path) -> dict[str, Any]:
+    """`_unbiased` with readout mitigation: `readout,fourier` on fake_brisbane against
+    `fake_brisbane?exact=1` with `readout` (exact noisy values, whose confusion calibrated
+    on the exact backend has no shot noise, so it is inverted exactly). The fitted run's
+    calibration has `READOUT_SHOTS` shots per circuit; its own error is not in the rows'
+    error bars."""
+    from qvit_hw.jobs.config import SchedulerConfig
+    from qvit_hw.jobs.run import RunOptions, run_bundle
+
+    def options(backend: str, mitigate: str) -> RunOptions:
+        config = SchedulerConfig(shots=1000, readout_shots=READOUT_SHOTS, poll_interval=0)
+        return RunOptions(str(bundle), backend=backend, limit=IMAGES, batch_size=32,
+                          mitigate=mitigate, scheduler=config)  # fmt: skip
+
+    fitted, exact = tmp / "unbiased-ro-fit", tmp / "unbiased-ro-exact"
+    run_bundle(options("fake_brisbane", "readout,fourier"), fitted)
+    run_bundle(options("fake_brisbane?exact=1", "readout"), exact)
+    return _readout_stats(fitted, exact)
+
+
+def _readout_stats(fitted: Path, exact: Path) -> dict[str, Any]:
+    """`_unbiased_readout`'s numbers from its two runs' folders."""
+    with np.load(fitted / "rows.npz") as a, np.load(exact / "rows.npz") as b:
+        assert np.array_equal(a["qubits"], b["qubits"])
+        z = (a["estimate"] - b["estimate"]) / a["stderr"]
+        # the exact values read through the fitted run's own (shot-noisy) calibration:
+        # what its readout correction converges to; z against them leaves the
+        # calibration's error out, so the two z's show how much of the misfit it is
+        ours, theirs = _readout_errors(fitted, a["qubits"]), _readout_errors(exact, a["qubits"])
+        raw = (1 - theirs[0] - theirs[1]) * b["estimate"] + (theirs[1] - theirs[0])
+        through_ours = (raw - (ours[1] - ours[0])) / (1 - ours[0] - ours[1])
+        z_ours = (a["estimate"] - through_ours) / a["stderr"]
+        return {
+            "z_sd": float(z.std()),
+            "z_mean": float(z.mean()),
+            "z_sd_own_calibration": float(z_ours.std()),
+            "z_mean_own_calibration": float(z_ours.mean()),
+            "calibration_shift": float(np.abs(through_ours - b["estimate"]).mean()),
+            "mae_vs_noisy": float(np.abs(a["estimate"] - b["estimate"]).mean()),
+            "fit_stderr": float(a["stderr"].mean()),
+            "noisy_vs_ideal": float(np.abs(b["estimate"] - b["exact"]).mean()),
+            "readout_shots": json.loads((fitted / "run.json").read_text())["readout_shots"],
+        }
+
+
+def _readout_errors(out: Path, qubits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A run's readout calibration (corrections.json) at each row's physical qubits:
+    e0 = p(1|0) and e1 = p(0|1), each shaped as ``qubits``."""
+    fitted = json.loads((out / "corrections.json").read_text())["fitted"]
+    table = {int(q): e for t in fitted.values() for q, e in t["readout"]["qubits"].items()}
+    e = np.array([table[int(q)] for q in qubits.ravel()]).reshape(*qubits.shape, 2)
+    return e[..., 0], e[..., 1]
+
+
+def n8_bundle(tmp: Path) -> Path:
+    """An untrained n = 8 QViT (patch 7: 16 tokens of an image, a chain of 8 qubits) as
+    tests/jobs/test_characterize.py exports it: `train` has no patch size option (28 x 28
+    images get 2 x 2 patches, 196 tokens), and the fit's precision does not depend on
+    what the weights learned."""
+    import torch
+
+    from qvit_hw.data import Normalization
+    from qvit_hw.export import export_bundle
+    from qvit_hw.model import QViT
+
+    torch.manual_seed(2)
+    info = {"dataset": {"name": "digits", "size": 28}, "normalization": Normalization().to_dict()}
+    model = QViT(num_classes=10, patch_size=7, n_qubits=8)
+    return export_bundle(model, tmp / "bundle-n8", info=info, overwrite=True)
+
+
+def _submits(state: Path) -> int:
+    log = state / "submits.jsonl"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _surrogate_vs_direct(bundle: Path, tmp: Path, n: int) -> dict[str, Any]:
+    """On `mock?inner=fake_brisbane` (it logs every submit), one placement (--max-copies 1,
+    so the direct fit and the surrogate share it), no readout mitigation (its calibration's
+    error is in neither's error bars, and the two would calibrate apart): `characterize`
+    at `SURROGATE_SHOTS`, a direct `fourier` run at 1,000 shots, and `surrogate:` runs
+    of the 359 test images and of the direct run's images; z = (surrogate - direct) /
+    sqrt(se_s^2 + se_d^2) over every row of the direct run."""
+    from qvit_hw.jobs.characterize import CharacterizeOptions, characterize
+    from qvit_hw.jobs.config import SchedulerConfig
+    from qvit_hw.jobs.run import RunOptions, run_bundle
+
+    root = tmp / f"surrogate-n{n}"
+    state = root / "state"
+    backend = f"mock?inner=fake_brisbane&state={state}"
+    split, limit = SURROGATE_DIRECT[n]
+
+    def options(backend: str, mitigate: str, split: str, limit: int | None) -> RunOptions:
+        config = SchedulerConfig(shots=1000, max_copies=1, poll_interval=0)
+        return RunOptions(str(bundle), backend=backend, split=split, limit=limit,
+                          batch_size=32, mitigate=mitigate, scheduler=config)  # fmt: skip
+
+    start = time.perf_counter()
+    config = SchedulerConfig(shots=SURROGATE_SHOTS, max_copies=1, poll_interval=0)
+    record = characterize(CharacterizeOptions(str(bundle), backend, "none", config), root / "char")
+    char_s, char_submits = time.perf_counter() - start, _submits(state)
+    start = time.perf_counter()
+    direct = run_bundle(options(backend, "fourier", split, limit), root / "direct")
+    direct_s = time.perf_counter() - start
+    before = _submits(state)
+    surrogate = f"surrogate:{root / 'char'}"
+    start = time.perf_counter()
+    test = run_bundle(options(surrogate, "none", "test", IMAGES), root / "surrogate-test")
+    surrogate_s = time.perf_counter() - start
+    same = root / "surrogate-test"
+    if (split, limit) != ("test", IMAGES):
+        same = root / "surrogate-direct"
+        run_bundle(options(surrogate, "none", split, limit), same)
+    submits = _submits(state) - before
+    with np.load(same / "rows.npz") as s, np.load(root / "direct" / "rows.npz") as d:
+        assert np.array_equal(s["qubits"], d["qubits"])  # the same placement per row
+        z = (s["estimate"] - d["estimate"]) / np.sqrt(s["stderr"] ** 2 + d["stderr"] ** 2)
+        return {
+            "n": n,
+            "characterize_shots": SURROGATE_SHOTS,
+            "characterize_rows": record["cost"]["rows"],
+            "characterize_submits": char_submits,
+            "direct_submits": before - char_submits,
+            "direct_split": split,
+            "direct_images": direct.images,
+            "surrogate_images": test.images,
+            "submits": submits,
+            "rows": int(d["estimate"].size),
+            "se_surrogate": float(s["stderr"].mean()),
+            "se_direct": float(d["stderr"].mean()),
+            "z_sd": float(z.std()),
+            "z_mean": float(z.mean()),
+            "surrogate_agreement": test.agreement,
+            "seconds": {"characterize": char_s, "direct": direct_s, "surrogate": surrogate_s},
+        }
+
+
 def _predictions(out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import csv
 
@@ -272,8 +429,53 @@ def _markdown(done: dict[str, Any]) -> str:
                 f"{r['mae_unfitted']:.4f} | {r['mae']:.4f} | {r['z_sd']:.3f} | "
                 f"{r['disagreements']} | {r['flip_sum']:.1f} |"
             )
-    lines += ["", *_verdicts(done), ""]
+    lines += ["", *_verdicts(done), "", *_surrogate_lines(done), ""]
     return "\n".join(lines)
+
+
+def _surrogate_lines(done: dict[str, Any]) -> list[str]:
+    """(d): the surrogate against a direct fitted run, n = 4 and n = 8."""
+    split8, images8 = SURROGATE_DIRECT[8]
+    lines = [
+        "### `characterize` + `surrogate:` against a direct fitted run, n = 4 and n = 8",
+        "",
+        "`mock?inner=fake_brisbane` (it logs every submit), one placement (`--max-copies 1`: "
+        "the direct fit and the surrogate share it), no readout mitigation (its calibration's "
+        f"error is in neither's error bars): `characterize` at {SURROGATE_SHOTS:,} shots per "
+        "grid point (the device's maximum), a direct `--mitigate fourier` run at 1,000 shots, "
+        "and `surrogate:` runs of the 359 test images and of the direct run's images. *z*: "
+        "(surrogate - direct) / sqrt(se_s^2 + se_d^2) over every value (row x output) of the "
+        "direct run. n = 4: the demo bundle, direct run on the 359 test images. n = 8: an "
+        "untrained `QViT(num_classes=10, patch_size=7, n_qubits=8)` (`train` builds 2 x 2 "
+        f"patches only), direct run on the {split8} split's first {images8} images, because "
+        "a chain of 8 qubits has outputs with 3^8 = 6,561 terms and the 359 test images give "
+        "a QNN 16 x 359 = 5,744 rows: the direct fit cannot run on them.",
+        "",
+        "| n | characterize: rows, submits | direct run: split, images, submits | "
+        "surrogate runs: images, submits | values compared | mean stderr surrogate / direct | "
+        "z sd | z mean |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in (4, 8):
+        r = done[f"surrogate|n{n}"]
+        images = f"{r['surrogate_images']} test"
+        if r["direct_split"] != "test" or r["direct_images"] != r["surrogate_images"]:
+            images += f" + {r['direct_images']} {r['direct_split']}"
+        lines.append(
+            f"| {n} | {r['characterize_rows']:,}, {r['characterize_submits']} | "
+            f"{r['direct_split']}, {r['direct_images']}, {r['direct_submits']} | {images}, "
+            f"**{r['submits']}** | {r['rows']:,} | {r['se_surrogate']:.4f} / "
+            f"{r['se_direct']:.4f} | {r['z_sd']:.3f} | {r['z_mean']:+.3f} |"
+        )
+    lines.append("")
+    for n in (4, 8):
+        r = done[f"surrogate|n{n}"]
+        within = "within" if 0.9 <= r["z_sd"] <= 1.1 else "outside"
+        lines.append(
+            f"- n = {n}: the surrogate runs submitted {r['submits']} jobs (target 0); z sd "
+            f"{r['z_sd']:.3f}, {within} the target 0.9-1.1."
+        )
+    return lines
 
 
 def _verdicts(done: dict[str, Any]) -> list[str]:
@@ -301,4 +503,23 @@ def _verdicts(done: dict[str, Any]) -> list[str]:
         f"{u['fit_stderr']:.4f}, while the device itself is {u['noisy_vs_ideal']:.4f} from "
         "the ideal model (that bias is what zero-noise extrapolation has to remove)."
     )
+    out.append(_readout_line(done["brisbane|unbiased|readout"]))
     return out
+
+
+def _readout_line(r: dict[str, Any]) -> str:
+    """(c) with readout mitigation: one bullet."""
+    within = "within" if 0.9 <= r["z_sd"] <= 1.1 else "outside"
+    return (
+        f"- fake_brisbane, `--mitigate readout,fourier`, 1,000 shots, readout calibration at "
+        f"{r['readout_shots']:,} shots per circuit (the device's maximum): fitted values "
+        "against `fake_brisbane?exact=1` with `--mitigate readout` (exact noisy values, the "
+        f"confusion inverted exactly) have z sd {r['z_sd']:.3f}, mean {r['z_mean']:+.3f} "
+        f"({within} the target 0.9-1.1); MAE {r['mae_vs_noisy']:.4f} for a mean fitted "
+        f"stderr of {r['fit_stderr']:.4f}; the readout-corrected device is "
+        f"{r['noisy_vs_ideal']:.4f} from the ideal model. The calibration's own shot error "
+        "is in no row's error bar: it moves the corrected values by "
+        f"{r['calibration_shift']:.4f} on average, the same on every row read on a qubit, "
+        "and against the exact values read through the fitted run's own calibration the "
+        f"z sd is {r['z_sd_own_calibration']:.3f} (mean {r['z_mean_own_calibration']:+.3f})."
+    )
