@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from cli_output import error_line
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
@@ -49,15 +50,6 @@ def test_a_finished_demo_is_not_redone_and_other_settings_need_overwrite(demo, t
     refused = runner.invoke(app, ["demo", "--out", str(tmp_path), *TINY, "--overwrite"])
     assert refused.exit_code == 1 and "is not a demo directory" in refused.output
     assert (tmp_path / "mine.txt").exists()  # --overwrite never removes what is not ours
-
-
-def error_line(result) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def files_of(root):

@@ -12,6 +12,7 @@ import pytest
 import qiskit.qasm2
 import qiskit.qasm3
 import torch
+from cli_output import error_line
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
@@ -488,15 +489,6 @@ def test_cli_export_from_a_checkpoint(tmp_path, checkpoint):
     result = runner.invoke(app, ["export", str(checkpoint), "--out", str(out), "--per-token", "2"])
     assert result.exit_code == 1
     assert "--per-token needs --image" in result.output
-
-
-def error_line(result) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("where", ["file", "under a file"])

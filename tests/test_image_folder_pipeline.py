@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_output import error_line
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
@@ -16,13 +17,6 @@ from qvit_hw.cli import app
 def invoke(*args: str) -> Any:
     result = CliRunner().invoke(app, [str(a) for a in args])
     return result
-
-
-def error_line(result: Any) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def predictions(run: Path) -> list[dict[str, str]]:

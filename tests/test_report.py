@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_output import error_line
 from qiskit.quantum_info import hellinger_fidelity
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from typer.testing import CliRunner
@@ -352,15 +353,6 @@ def test_report_html_renders_in_headless_chromium(runs, tmp_path, monkeypatch):
     assert any(t.startswith("heavy-hex: ") for _, _, t, _, _ in texts)  # on its lattice
     for row in doc["per_qubit"]:
         legible(texts, scale, "text", str(row["qubit"]))
-
-
-def error_line(result) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def rewrite_npz(file: Path, edit) -> None:

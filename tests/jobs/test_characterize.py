@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_output import error_line
 from typer.testing import CliRunner
 
 from qvit_hw.cli import app
@@ -143,15 +144,6 @@ CHEAP = ("--backend", "shots?seed=1", "--shots", "100", *N4)  # a second or less
 
 def characterize(bundle, out, *extra):
     return cli("characterize", bundle, *CHEAP, "--out", str(out), *extra)
-
-
-def error_line(result) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 def contents(folder: Path) -> dict[str, bytes]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cli_output import error_line
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -37,15 +37,6 @@ def test_teacher_pretrained_offline_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: could not download timm/tiny_vit_5m_224")
     assert err.endswith("--teacher-weights PATH") and len(err.splitlines()) == 1
-
-
-def error_line(result: Any) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("name", ["train", "distill"])

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from cli_output import error_line
 from typer.testing import CliRunner
 
 from qvit_hw import QViT
@@ -71,15 +72,6 @@ def test_cli_unknown_target_fails_before_any_work(tmp_path, bundle):
     assert not list(tmp_path.iterdir())
     with pytest.raises(TranspileError, match="did you mean rigetti_ankaa_3"):
         get_target("rigeti_ankaa_3")
-
-
-def error_line(result) -> str:
-    """The one line a refused command prints (exit 1, no traceback)."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
-    lines = result.output.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("where", ["file", "under a file"])
