@@ -1003,7 +1003,7 @@ def demo(
         None, help="Train on the first N images of each split only (quick trials)."
     ),
     images: int = typer.Option(96, help="Test images run on the backend."),
-    shots: int = typer.Option(1000, help="Shots per circuit."),
+    shots: int = typer.Option(500, help="Shots per circuit."),
     backend: str = typer.Option("fake_brisbane", help="Backend of the run step."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace a demo already in --out (finished or not)."
@@ -1011,7 +1011,8 @@ def demo(
 ) -> None:
     """The whole pipeline, offline: train a small QViT on digits, export it, transpile it
     for IBM and Rigetti devices, run 96 test images on fake_brisbane (the fast noisy engine)
-    with shots and readout + learned mitigation, and write the fidelity report."""
+    with shots, readout + zero-noise extrapolation + the run-level fit, and write the
+    fidelity report."""
     import time
 
     from .demo import DemoOptions, run_demo
