@@ -302,6 +302,8 @@ class QNNRunner:
         """The mitigations before zne with their calibration jobs at ``scale`` (None: the
         correction is scale 1's)."""
         before, _ = self._row_level()
+        if not mitigations(before):  # no calibration context: under --shots auto the
+            return []  # configured shots need not fit the backend
         template, context = self.template(spec, scale), self.calibration_context()
         own = (lambda m: True) if scale == 1 else (lambda m: m.name == "learned")
         return [(m, m.calibration_jobs(template, context) if own(m) else None)
@@ -311,6 +313,8 @@ class QNNRunner:
         """The mitigations after zne with their calibration jobs: the same rows (seeded from
         scale 1's template) on every scale's template."""
         _, after = self._row_level()
+        if not mitigations(after):
+            return []
         context = self.calibration_context()
         steps = []
         for m in mitigations(after):
