@@ -159,17 +159,9 @@ class QNNRunner:
 
     def _after_zne(self, spec: QNNSpec, e: RowEstimates) -> RowEstimates:
         """A call's extrapolated rows with the corrections after zne applied, each a stage."""
-        from dataclasses import replace
-
-        import numpy as np
-
-        z, se, stages = e.z_linear if e.z_linear is not None else e.z, e.stderr, list(e.stages)
         for c in self.after_zne(spec):
-            z, se = c.correct(z, se, e.qubits)
-            stages.append((np.clip(z, -1.0, 1.0), se))
-        if len(stages) == len(e.stages):
-            return e
-        return replace(e, z=np.clip(z, -1.0, 1.0), stderr=se, z_linear=z, stages=tuple(stages))
+            e = self._corrected(c, e)
+        return e
 
     def achieved_scales(self, spec: QNNSpec) -> tuple[float, ...]:
         """The noise scale each of ``spec``'s templates reaches (`zne.noise_scale`): the
@@ -243,12 +235,11 @@ class QNNRunner:
         and the affine maps are fitted on the extrapolated values against exact."""
         if spec not in self._after:
             fitted = list[Correction]()
-            for m, jobs in self._after_steps(spec):
+            for m, calls, plans in self._after_plans(spec):
+                jobs = [j for p in plans for j in p.jobs]
                 results = self._calibrate(f"{m.name} (every scale)", jobs)
-                calls = m.calls(self.template(spec), self.calibration_context().learned_rows)
                 per_scale, start = [], 0
-                for s in self.scales:
-                    p = m.plan_on(self.template(spec, s), calls, self.calibration_context())
+                for s, p in zip(self.scales, plans, strict=True):
                     mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
                     per_scale.append(combine(p, mine, [self.corrections(spec, s)]))
                 extrapolated = self._extrapolated(calls, per_scale)
@@ -260,10 +251,12 @@ class QNNRunner:
 
     @staticmethod
     def _corrected(c: Correction, e: RowEstimates) -> RowEstimates:
+        """Rows with one more correction applied to their unclipped values, as a stage."""
         from dataclasses import replace
 
         z, se = c.correct(e.z_linear if e.z_linear is not None else e.z, e.stderr, e.qubits)
-        return replace(e, z=z.clip(-1.0, 1.0), stderr=se, z_linear=z)
+        clipped = z.clip(-1.0, 1.0)
+        return replace(e, z=clipped, stderr=se, z_linear=z, stages=(*e.stages, (clipped, se)))
 
     def _calibrate(self, what: str, jobs: list[PlannedJob]) -> list[Any]:
         results = self.scheduler.execute(jobs, f"{what} calibration") if jobs else []
@@ -309,9 +302,9 @@ class QNNRunner:
         return [(m, m.calibration_jobs(template, context) if own(m) else None)
                 for m in mitigations(before)]  # fmt: skip
 
-    def _after_steps(self, spec: QNNSpec) -> list[tuple[Any, list[PlannedJob]]]:
-        """The mitigations after zne with their calibration jobs: the same rows (seeded from
-        scale 1's template) on every scale's template."""
+    def _after_plans(self, spec: QNNSpec) -> list[tuple[Any, list[QNNCall], list[Plan]]]:
+        """The mitigations after zne with their calibration rows (seeded from scale 1's
+        template) and those rows' plan on every scale's template."""
         _, after = self._row_level()
         if not mitigations(after):
             return []
@@ -319,9 +312,8 @@ class QNNRunner:
         steps = []
         for m in mitigations(after):
             calls = m.calls(self.template(spec), context.learned_rows)
-            jobs = [j for s in self.scales
-                    for j in m.plan_on(self.template(spec, s), calls, context).jobs]  # fmt: skip
-            steps.append((m, jobs))
+            plans = [m.plan_on(self.template(spec, s), calls, context) for s in self.scales]
+            steps.append((m, calls, plans))
         return steps
 
     def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:
@@ -331,7 +323,8 @@ class QNNRunner:
             return []  # backend (--shots auto)
         steps = [(m, jobs) for s in self.scales for m, jobs in self._steps(spec, s)
                  if jobs is not None]  # fmt: skip
-        return steps + self._after_steps(spec)
+        after = [(m, [j for p in plans for j in p.jobs]) for m, _, plans in self._after_plans(spec)]
+        return steps + after
 
     def fitted(self) -> dict[str, dict[str, Any]]:
         """The fitted corrections so far: template circuit name -> mitigation name ("learned
