@@ -267,7 +267,8 @@ def _measure(
         "qubits": np.concatenate([e.qubits for e in estimates]),
     }  # fmt: skip
     names = [name for name, _, _ in qnns]
-    fit = fit_run({name: spec for name, spec, _ in qnns}, rows, names, grid=True)
+    offsets = {name: runner.readout_offsets(spec) for name, spec, _ in qnns}
+    fit = fit_run({name: spec for name, spec, _ in qnns}, rows, names, grid=True, readout=offsets)
     return fit, rows
 
 

@@ -91,7 +91,9 @@ def refit(
         )
     if fit is None:
         linear = {**rows, "estimate": rows["estimate_linear"]}
-        fit = fit_run({k: s for k, (s, _) in specs.items()}, linear, names)
+        runner = executor.runner
+        offsets = {k: runner.readout_offsets(s) for k, (s, _) in specs.items()}
+        fit = fit_run({k: s for k, (s, _) in specs.items()}, linear, names, readout=offsets)
     z, se = np.empty_like(rows["estimate"]), np.empty_like(rows["stderr"])
     order = []  # per QNN: its rows sorted by (image, token)
     for q, name in enumerate(names):

@@ -345,6 +345,22 @@ class QNNRunner:
                 entry[f"{m.name} after zne"] = c
         return out
 
+    def readout_offsets(self, spec: QNNSpec) -> dict[int, tuple[float, float]]:
+        """The readout calibration's own error on ``spec``'s rows, per physical qubit
+        (`ReadoutCalibration.offset_variances`), for a run-level fit to carry: empty without
+        a measured readout calibration, and where learned follows readout (its affine maps,
+        fitted on calibration rows corrected with the same rates, absorb their error)."""
+        from ..mitigation.readout import ReadoutCalibration
+
+        if "learned" in self.mitigation:
+            return {}
+        fitted = self._corrections.get((spec, 1), [])
+        out: dict[int, tuple[float, float]] = {}
+        for c in fitted:
+            if isinstance(c, ReadoutCalibration):
+                out.update(c.offset_variances())
+        return out
+
     def calibrations(self) -> dict[str, ReadoutCalibration]:
         """The readout calibrations made so far, by template circuit name."""
         from ..mitigation.readout import ReadoutCalibration

@@ -16,7 +16,10 @@ learned, ..., unclipped: an affine correction per physical qubit commutes with t
                  (G: the group's median ratio of the rows' reported variance to the
                  binomial one, which carries the row-level corrections' gain and excess);
                  weighting by each row's own stderr would overweight rows read at exactly
-                 +-1 and bias the fit
+                 +-1 and bias the fit. (The model is binomial at the corrected value; a
+                 readout-corrected row near +-1 is noisier, binomial at its raw value.
+                 Gate noise keeps a device's values off +-1, but on a device with almost
+                 none the fit would weigh those rows too much.)
     groups       each placement (physical qubits) of the QNN is a device of its own; the
                  placements are fitted apart where each has at least `MIN_ROWS_PER_TERM`
                  rows per term and a chi-square test of the pooled fit against the
@@ -24,7 +27,8 @@ learned, ..., unclipped: an affine correction per physical qubit commutes with t
                  beyond their noise); otherwise one fit serves every placement
     errors       coefficient covariance phi (F' W F)^-1, phi the weighted residual
                  variance per degree of freedom (1 where too few are left to estimate it);
-                 a row's standard error is sqrt(f' C f)
+                 a row's standard error is sqrt(f' C f), plus the readout calibration's
+                 shared error where one corrected the rows (`with_readout`)
 
 Fitted values share coefficients, so their errors are correlated across rows and images:
 `FourierFit.draws` gives seeded draws of every group's coefficients from their covariance,
@@ -98,6 +102,7 @@ class GroupFit:
     phi: float  # dispersion: residual variance / the variance model's
     rows: int
     rss: float  # sum of weighted squared residuals (phi's numerator)
+    readout: tuple[float, float] = (0.0, 0.0)  # variances of the readout offsets (`with_readout`)
 
     def values(self, f: np.ndarray) -> np.ndarray:
         return f @ self.coef
@@ -111,11 +116,12 @@ class GroupFit:
         return self.values(features(xc))
 
     def stderr_at(self, xc: np.ndarray) -> np.ndarray:
-        return self.stderr(features(xc))
+        f = features(xc)
+        return np.sqrt(self.stderr(f) ** 2 + _readout_variance(self.values(f), self.readout))
 
     def drawn_at(self, xc: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Values at xc (N, L) under drawn coefficients ``state`` (p, m): (N, m)."""
-        return features(xc) @ state
+        """Values at xc (N, L) under a draw ``state`` (p + 2, m) of `draws`: (N, m)."""
+        return _offset(features(xc) @ state[:-2], state[-2:])
 
     def stderr(self, f: np.ndarray) -> np.ndarray:
         """sqrt(f' C f) per row of features f (N, p), C = phi (R' R)^-1."""
@@ -127,9 +133,10 @@ class GroupFit:
         return out
 
     def draws(self, m: int, rng: np.random.Generator) -> np.ndarray:
-        """``m`` coefficient vectors from N(coef, C): (p, m)."""
+        """``m`` coefficient vectors from N(coef, C), then the readout offsets: (p + 2, m)."""
         e = rng.standard_normal((len(self.coef), m))
-        return self.coef[:, None] + np.sqrt(self.phi) * solve_triangular(self.chol, e)
+        coef = self.coef[:, None] + np.sqrt(self.phi) * solve_triangular(self.chol, e)
+        return np.concatenate([coef, _offset_draws(self.readout, m, rng)])
 
 
 @dataclass
@@ -144,6 +151,7 @@ class GridFit:
     v: np.ndarray  # (3^L,) their variances
     rows: int
     phi: float = 1.0  # the variances are the model's (G (1 - y^2 + 1/s) / s per row)
+    readout: tuple[float, float] = (0.0, 0.0)  # variances of the readout offsets (`with_readout`)
 
     @property
     def coef(self) -> np.ndarray:
@@ -154,18 +162,65 @@ class GridFit:
         return _contract(self.y[:, None], _kernel(xc))[:, 0]
 
     def stderr_at(self, xc: np.ndarray) -> np.ndarray:
-        return np.sqrt(_contract(self.v[:, None], _kernel(xc) ** 2)[:, 0])
+        k = _kernel(xc)
+        var = _contract(self.v[:, None], k**2)[:, 0]
+        return np.sqrt(var + _readout_variance(_contract(self.y[:, None], k)[:, 0], self.readout))
 
     def draws(self, m: int, rng: np.random.Generator) -> np.ndarray:
-        """``m`` draws of the cell means: (3^L, m)."""
-        return self.y[:, None] + np.sqrt(self.v)[:, None] * rng.standard_normal((len(self.y), m))
+        """``m`` draws of the cell means, then the readout offsets: (3^L + 2, m)."""
+        y = self.y[:, None] + np.sqrt(self.v)[:, None] * rng.standard_normal((len(self.y), m))
+        return np.concatenate([y, _offset_draws(self.readout, m, rng)])
 
     def drawn_at(self, xc: np.ndarray, state: np.ndarray) -> np.ndarray:
-        return _contract(state, _kernel(xc))
+        return _offset(_contract(state[:-2], _kernel(xc)), state[-2:])
 
     def coef_stderr(self) -> np.ndarray:
         """Standard errors of `coef` (each coefficient is a fixed combination of cells)."""
         return np.sqrt(grid_coefficients(self.v, squared=True))
+
+
+def _readout_variance(z: np.ndarray, readout: tuple[float, float]) -> np.ndarray:
+    """Variance of the readout offsets' shift at values z: (1 + z)^2 var a0 + (1 - z)^2 var a1."""
+    z = np.clip(z, -1.0, 1.0)
+    return (1.0 + z) ** 2 * readout[0] + (1.0 - z) ** 2 * readout[1]
+
+
+def _offset_draws(readout: tuple[float, float], m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` draws of the readout offsets (a0, a1): (2, m) (zeros where there are none, drawn
+    after the coefficients, so the coefficient draws are those of a fit without readout)."""
+    return np.sqrt(np.asarray(readout))[:, None] * rng.standard_normal((2, m))
+
+
+def _offset(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Values (N, m) shifted by drawn offsets (2, m): z + (1 + z) a0 - (1 - z) a1."""
+    return values + (1.0 + values) * offsets[0] - (1.0 - values) * offsets[1]
+
+
+def with_readout(
+    out: OutputFit, qubit: np.ndarray, offsets: dict[int, tuple[float, float]]
+) -> OutputFit:
+    """``out`` with the readout calibration's error in its groups' values: the rows were
+    corrected with rates measured on a finite number of shots, whose errors (a0, a1) per
+    physical qubit (`ReadoutCalibration.offset_variances`) shift every value read on the
+    qubit by (1 + z) a0 - (1 - z) a1. A group fitted on one qubit's rows carries that shift
+    whole; a pooled group the share-weighted mean of its qubits', variance
+    sum_q share_q^2 var_q (``qubit``: the physical qubit of each of the output's rows).
+
+    With zne the rows were corrected at every scale with the same rates and extrapolated
+    linearly (coefficients summing to 1), which leaves the same shift at the extrapolated
+    value. A learned correction after readout absorbs the shift (its affine maps are fitted
+    on calibration rows that carry it): the runner gives no offsets then."""
+    from dataclasses import replace
+
+    groups = {}
+    for key, g in out.groups.items():
+        mine = qubit if not key else qubit[qubit == key[0]]
+        qubits, counts = np.unique(mine, return_counts=True)
+        share = counts / counts.sum()
+        var = np.array([offsets[int(q)] for q in qubits]).reshape(-1, 2)  # (Q, 2)
+        a0, a1 = (share[:, None] ** 2 * var).sum(axis=0)
+        groups[key] = replace(g, readout=(float(a0), float(a1)))
+    return replace(out, groups=groups)
 
 
 def grid_coefficients(y: np.ndarray, squared: bool = False) -> np.ndarray:
@@ -280,7 +335,11 @@ class FourierFit:
                     "reason": o.reason,
                     "p_value": o.p_value,
                     "groups": {
-                        ",".join(map(str, k)) or "all": {"rows": g.rows, "phi": g.phi}
+                        ",".join(map(str, k)) or "all": {
+                            "rows": g.rows,
+                            "phi": g.phi,
+                            "readout_var": list(g.readout),
+                        }
                         for k, g in o.groups.items()
                     },
                 }
@@ -310,10 +369,13 @@ def fit_run(
     rows: dict[str, np.ndarray],
     names: Sequence[str],
     grid: bool = False,
+    readout: dict[str, dict[int, tuple[float, float]]] | None = None,
 ) -> FourierFit:
     """Fit every QNN of a run from its recorded rows (``executor.rows()``'s arrays:
     qnn, angles, estimate (unclipped row-level values), stderr, shots, qubits); ``grid``:
-    the rows are `characterize`'s design (rows off the grid are ignored), else any rows."""
+    the rows are `characterize`'s design (rows off the grid are ignored), else any rows;
+    ``readout``: per QNN, the variances of its readout calibration's offsets by physical
+    qubit (`ReadoutCalibration.offset_variances`), added to the fitted values' errors."""
     outputs: dict[str, list[OutputFit]] = {}
     for index, name in enumerate(names):
         mine = rows["qnn"] == index
@@ -334,6 +396,10 @@ def fit_run(
             ]
         else:
             outputs[name] = fit_outputs(spec, x, y, se, shots, qubits)
+        offsets = (readout or {}).get(name)
+        if offsets:
+            outputs[name] = [with_readout(o, qubits[:, i], offsets)
+                             for i, o in enumerate(outputs[name])]  # fmt: skip
     return FourierFit(dict(specs), outputs)
 
 
@@ -550,7 +616,8 @@ def exact_coefficients(spec: QNNSpec, weights: np.ndarray) -> list[np.ndarray]:
 def save_fit(fit: FourierFit, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A grid fit as arrays (surrogate.npz): per QNN its spec and weights; per output its
     cone and pooling; per group the cells' means and variances (``y|name|i|group``,
-    ``v|...``), with the coefficients and their standard errors for readers."""
+    ``v|...``) and its readout offsets' variances (``readout|...``), with the coefficients
+    and their standard errors for readers."""
     out: dict[str, np.ndarray] = {"names": np.array(list(fit.outputs))}
     for name, outputs in fit.outputs.items():
         out[f"spec|{name}"] = np.array(json.dumps(fit.spec[name].to_dict()))
@@ -564,6 +631,7 @@ def save_fit(fit: FourierFit, weights: dict[str, np.ndarray]) -> dict[str, np.nd
                 out[f"y|{name}|{i}|{group}"] = g.y
                 out[f"v|{name}|{i}|{group}"] = g.v
                 out[f"rows|{name}|{i}|{group}"] = np.array(g.rows)
+                out[f"readout|{name}|{i}|{group}"] = np.array(g.readout)
                 out[f"coef|{name}|{i}|{group}"] = g.coef
                 out[f"se|{name}|{i}|{group}"] = g.coef_stderr()
     return out
@@ -582,9 +650,11 @@ def load_fit(arrays: Any) -> tuple[FourierFit, dict[str, np.ndarray]]:
             for key in (k for k in arrays if k.startswith(prefix)):
                 group = key[len(prefix) :]
                 placement = () if group == "all" else tuple(int(q) for q in group.split(","))
+                stored = f"readout|{name}|{i}|{group}"  # absent in files before 2026-12-05
+                readout = arrays.get(stored, (0.0, 0.0))
                 groups[placement] = GridFit(
                     np.asarray(arrays[key]), np.asarray(arrays[f"v|{name}|{i}|{group}"]),
-                    int(arrays[f"rows|{name}|{i}|{group}"]),
+                    int(arrays[f"rows|{name}|{i}|{group}"]), readout=tuple(map(float, readout)),
                 )  # fmt: skip
             fits.append(
                 OutputFit(

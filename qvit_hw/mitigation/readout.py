@@ -84,6 +84,7 @@ class ReadoutCalibration:
     e0: dict[int, float]
     e1: dict[int, float]
     source: str  # "calibration circuits, 1000 shots" or "backend properties"
+    shots: int | None = None  # each calibration circuit's shots (None: not measured here)
 
     def correct(
         self, z: np.ndarray, stderr: np.ndarray, qubits: np.ndarray
@@ -100,9 +101,25 @@ class ReadoutCalibration:
             raise BackendError(f"readout of qubits {bad} is too poor to invert (e0 + e1 >= 0.95)")
         return (z - (e1 - e0)) / scale, stderr / scale
 
+    def offset_variances(self) -> dict[int, tuple[float, float]]:
+        """The calibration's own shot error, per physical qubit: the variances of
+        a0 = de0 / s and a1 = de1 / s (s = 1 - e0 - e1), the errors of the measured rates
+        over s. They move every value corrected on the qubit together, by
+        dz = (1 + z) a0 - (1 - z) a1, so no row's own error bar can hold them; a fit over
+        many rows adds them to its values' (`mitigation.fourier`). Empty where the rates
+        were not measured here (backend properties: their error is unknown)."""
+        if self.shots is None:
+            return {}
+        out = {}
+        for q, e0 in self.e0.items():
+            e1, s2 = self.e1[q], (1.0 - e0 - self.e1[q]) ** 2
+            out[q] = (e0 * (1 - e0) / self.shots / s2, e1 * (1 - e1) / self.shots / s2)
+        return out
+
     def to_dict(self) -> dict[str, object]:
         return {
             "source": self.source,
+            "shots": self.shots,
             "qubits": {str(q): [self.e0[q], self.e1[q]] for q in sorted(self.e0)},
         }
 
@@ -149,7 +166,7 @@ def from_calibration(
     flat = np.asarray(placements).reshape(-1)
     e0 = {int(q): float((1.0 - z0[j]) / 2.0) for j, q in enumerate(flat)}
     e1 = {int(q): float((1.0 + z1[j]) / 2.0) for j, q in enumerate(flat)}
-    return ReadoutCalibration(e0, e1, f"calibration circuits, {shots} shots")
+    return ReadoutCalibration(e0, e1, f"calibration circuits, {shots} shots", shots)
 
 
 def from_properties(

@@ -92,3 +92,38 @@ def test_the_report_shows_the_device_spectrum_beside_the_ideal_one(runs):
         assert s["terms"] > 0 and np.allclose(device, exact, atol=0.06)
     html = (runs["fit"] / "report.html").read_text()
     assert "Fourier spectrum per QNN" in html and "Agreement vs what the run spent" in html
+
+
+def test_the_fit_carries_the_readout_calibrations_error_unless_learned_absorbs_it(bundle, tmp_path):
+    """readout,fourier: each fitted group holds its readout calibration's error (the
+    variances of e0 and e1 measured on 50,000 shots, over (1 - e0 - e1)^2, weighted by
+    each qubit's share of the group's rows); readout,learned,fourier: none (learned's maps
+    are fitted on calibration rows corrected with the same rates)."""
+    found = {}
+    for mitigate in ("readout,fourier", "readout,learned,fourier"):
+        out = tmp_path / mitigate
+        result = run(bundle, "--backend", "fake_brisbane", "--limit", "6", "--max-copies", "2",
+                     "--mitigate", mitigate, "--out", str(out))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "corrections.json").read_text())["fourier"]
+        found[mitigate] = [g["readout_var"] for outputs in summary.values()
+                           for o in outputs for g in o["groups"].values()]  # fmt: skip
+    assert all(v == [0.0, 0.0] for v in found["readout,learned,fourier"])
+    out = tmp_path / "readout,fourier"
+    (cal,) = json.loads((out / "run.json").read_text())["readout_calibration"].values()
+    assert cal["shots"] == 50000
+    with np.load(out / "rows.npz") as rows:
+        names = [str(n) for n in rows["names"]]
+        qubits, qnn = rows["qubits"], rows["qnn"]
+    summary = json.loads((out / "corrections.json").read_text())["fourier"]
+    for q, name in enumerate(names):
+        for i, o in enumerate(summary[name]):
+            for key, g in o["groups"].items():
+                mine = qubits[qnn == q, i]
+                mine = mine if key == "all" else mine[mine == int(key)]
+                expected = np.zeros(2)
+                for p, count in zip(*np.unique(mine, return_counts=True), strict=True):
+                    e0, e1 = cal["qubits"][str(p)]
+                    var = np.array([e0 * (1 - e0), e1 * (1 - e1)]) / 50000 / (1 - e0 - e1) ** 2
+                    expected += (count / len(mine)) ** 2 * var
+                assert np.allclose(g["readout_var"], expected, rtol=1e-6) and expected.min() > 0
