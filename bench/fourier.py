@@ -209,7 +209,7 @@ def _unbiased_readout(bundle: Path, tmp: Path) -> dict[str, Any]:
     `fake_brisbane?exact=1` with `readout` (exact noisy values, whose confusion calibrated
     on the exact backend has no shot noise, so it is inverted exactly). The fitted run's
     calibration has `READOUT_SHOTS` shots per circuit; its own error is not in the rows'
-    error bars."""
+    error bars, but the fit carries it into the fitted values'."""
     from qvit_hw.jobs.config import SchedulerConfig
     from qvit_hw.jobs.run import RunOptions, run_bundle
 
@@ -518,8 +518,8 @@ def _readout_line(r: dict[str, Any]) -> str:
         f"({within} the target 0.9-1.1); MAE {r['mae_vs_noisy']:.4f} for a mean fitted "
         f"stderr of {r['fit_stderr']:.4f}; the readout-corrected device is "
         f"{r['noisy_vs_ideal']:.4f} from the ideal model. The calibration's own shot error "
-        "is in no row's error bar: it moves the corrected values by "
-        f"{r['calibration_shift']:.4f} on average, the same on every row read on a qubit, "
-        "and against the exact values read through the fitted run's own calibration the "
-        f"z sd is {r['z_sd_own_calibration']:.3f} (mean {r['z_mean_own_calibration']:+.3f})."
+        f"moves the corrected values by {r['calibration_shift']:.4f} on average, the same on "
+        "every row read on a qubit; the fit carries it in its error bars (against the exact "
+        "values read through the fitted run's own calibration, which leaves it out, the z sd "
+        f"is {r['z_sd_own_calibration']:.3f}, mean {r['z_mean_own_calibration']:+.3f})."
     )
