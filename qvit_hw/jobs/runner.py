@@ -350,16 +350,11 @@ class QNNRunner:
         (`ReadoutCalibration.offset_variances`), for a run-level fit to carry: empty without
         a measured readout calibration, and where learned follows readout (its affine maps,
         fitted on calibration rows corrected with the same rates, absorb their error)."""
-        from ..mitigation.readout import ReadoutCalibration
-
-        if "learned" in self.mitigation:
+        names = self.mitigation
+        if "readout" not in names or "learned" in names[names.index("readout") :]:
             return {}
-        fitted = self._corrections.get((spec, 1), [])
-        out: dict[int, tuple[float, float]] = {}
-        for c in fitted:
-            if isinstance(c, ReadoutCalibration):
-                out.update(c.offset_variances())
-        return out
+        calibration = self.calibrations().get(self.template(spec).compiled.circuit.name)
+        return {} if calibration is None else calibration.offset_variances()
 
     def calibrations(self) -> dict[str, ReadoutCalibration]:
         """The readout calibrations made so far, by template circuit name."""

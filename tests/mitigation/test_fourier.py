@@ -170,10 +170,10 @@ def test_grid_fit_with_shots_is_honest_and_pools_equal_placements():
 def readout_corrected_rows(spec, w, x, qubits, rates, cal_shots, rng):
     """Rows of a device that keeps 90 % of each exact <Z> (its gates' noise) and reads with
     errors ``rates`` (qubit -> (e0, e1)), at 1,000 shots, corrected with a calibration of
-    ``cal_shots`` per circuit: the rows for `fit_run`, the calibration and the device's
-    exact values. (Without the gates' shrink, rows whose readout-corrected value is near
-    +-1 get far too much weight: the fit's variance model is binomial at the corrected
-    value, not at the raw one, a limit noted in the fit's docstring.)"""
+    ``cal_shots`` per circuit: the rows for `fit_run` and the calibration. (Without the
+    gates' shrink, rows whose readout-corrected value is near +-1 get far too much weight:
+    the fit's variance model is binomial at the corrected value, not at the raw one, a
+    limit noted in the fit's docstring.)"""
     from qvit_hw.mitigation.readout import from_calibration
 
     placements = np.unique(qubits, axis=0)
@@ -189,7 +189,7 @@ def readout_corrected_rows(spec, w, x, qubits, rates, cal_shots, rng):
     y, se = cal.correct(raw, np.sqrt((1 - raw**2) / 1000), qubits)
     rows = {"qnn": np.zeros(len(x), int), "angles": x, "estimate": y, "stderr": se,
             "shots": np.full(len(x), 1000), "qubits": qubits}  # fmt: skip
-    return rows, cal, z
+    return rows, cal
 
 
 def test_the_readout_calibrations_own_error_is_in_the_fitted_values_error_bars():
@@ -210,7 +210,7 @@ def test_the_readout_calibrations_own_error_is_in_the_fitted_values_error_bars()
     for _ in range(40):
         x = rng.uniform(-np.pi, np.pi, (4000, 4))
         qubits = placements[np.arange(len(x)) % 4]
-        rows, cal, _ = readout_corrected_rows(spec, w, x, qubits, rates, 2000, rng)
+        rows, cal = readout_corrected_rows(spec, w, x, qubits, rates, 2000, rng)
         offsets = cal.offset_variances()
         q = placements[np.arange(len(fresh)) % 4]
         truth = 0.9 * exact_z(spec, fresh, w)
@@ -239,7 +239,7 @@ def test_a_surrogate_keeps_its_readout_calibrations_error():
     grid = design_grid(4)
     qubits = np.tile([0, 1, 2, 3], (len(grid), 1))
     rates = {q: (0.02, 0.04) for q in range(4)}
-    rows, cal, _ = readout_corrected_rows(spec, w, grid, qubits, rates, 2000, rng)
+    rows, cal = readout_corrected_rows(spec, w, grid, qubits, rates, 2000, rng)
     with_offsets = fit_run({"q": spec}, rows, ["q"], grid=True,
                            readout={"q": cal.offset_variances()})  # fmt: skip
     without = fit_run({"q": spec}, rows, ["q"], grid=True)

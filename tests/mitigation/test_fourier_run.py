@@ -98,9 +98,10 @@ def test_the_fit_carries_the_readout_calibrations_error_unless_learned_absorbs_i
     """readout,fourier: each fitted group holds its readout calibration's error (the
     variances of e0 and e1 measured on 50,000 shots, over (1 - e0 - e1)^2, weighted by
     each qubit's share of the group's rows); readout,learned,fourier: none (learned's maps
-    are fitted on calibration rows corrected with the same rates)."""
+    are fitted on calibration rows corrected with the same rates); learned,readout,fourier:
+    learned's rows were not read through those rates, so the error stays."""
     found = {}
-    for mitigate in ("readout,fourier", "readout,learned,fourier"):
+    for mitigate in ("readout,fourier", "readout,learned,fourier", "learned,readout,fourier"):
         out = tmp_path / mitigate
         result = run(bundle, "--backend", "fake_brisbane", "--limit", "6", "--max-copies", "2",
                      "--mitigate", mitigate, "--out", str(out))  # fmt: skip
@@ -109,6 +110,7 @@ def test_the_fit_carries_the_readout_calibrations_error_unless_learned_absorbs_i
         found[mitigate] = [g["readout_var"] for outputs in summary.values()
                            for o in outputs for g in o["groups"].values()]  # fmt: skip
     assert all(v == [0.0, 0.0] for v in found["readout,learned,fourier"])
+    assert all(min(v) > 0 for v in found["learned,readout,fourier"])
     out = tmp_path / "readout,fourier"
     (cal,) = json.loads((out / "run.json").read_text())["readout_calibration"].values()
     assert cal["shots"] == 50000
