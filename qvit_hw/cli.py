@@ -769,6 +769,11 @@ def run(
         _SCHED.zne_fold,
         help="--mitigate ...,zne: fold every gate but RZ (all) or the 2-qubit gates only (two).",
     ),
+    zne_twirls: int = typer.Option(
+        _SCHED.zne_twirls,
+        help="--mitigate ...,zne: Pauli-twirl draws of the 2-qubit gates the rows are dealt "
+        "over (0: none); twirling makes relaxation scale when gates fold.",
+    ),
     max_copies: int | None = typer.Option(
         _SCHED.max_copies, help="At most K packed copies per execution (default: as many as fit)."
     ),
@@ -839,6 +844,7 @@ def run(
                 zne_scales=ZNEConfig.parse(zne_scales, zne_extrapolation, zne_fold).scales,
                 zne_extrapolation=zne_extrapolation.strip().lower(),
                 zne_fold=zne_fold.strip().lower(),
+                zne_twirls=zne_twirls,
                 readout_shots=readout_shots,
             ),
             retry=RetryConfig.waiting(retries, retry_wait),
@@ -1070,6 +1076,7 @@ RUN_HELP: dict[str, dict[str, str | None]] = {
                                "zne_scales": "1,S[,S...]",
                                "zne_extrapolation": "richardson|linear|exponential",
                                "zne_fold": "all|two",
+                               "zne_twirls": "N",
                                "calibration_rows": "N", "max_copies": "K",
                                "packing": "best|max|auto", "job_size": "E", "seed": "N"},
     "Scheduler and retries": {"max_in_flight": "N", "job_timeout": "SECONDS",

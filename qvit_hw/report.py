@@ -616,7 +616,8 @@ def plots(
                     spectrum_plot(spectra)))  # fmt: skip
     zne = zne_numbers(data)
     if zne is not None:
-        out.append(("Zero-noise extrapolation: error per noise scale, and its cost",
+        twirled = f" (2-qubit gates twirled, {zne['twirls']} draws)" if zne["twirls"] else ""
+        out.append((f"Zero-noise extrapolation{twirled}: error per noise scale, and its cost",
                     zne_plot(zne["scales"], zne["per_qnn"], zne["two_qubit_gates"])))  # fmt: skip
     points, unit = agreement_points(data)
     if points:
@@ -714,8 +715,9 @@ def zne_numbers(data: RunData) -> dict[str, Any] | None:
         found = [t["two_qubit_gates"] for name, t in templates.items()
                  if (name.endswith(f"_zne{s}") if s > 1 else "_zne" not in name)]  # fmt: skip
         gates.append(float(np.mean(found)) if found else 0.0)
+    twirls = zne.get("twirls", 0)  # runs from before twirling have none
     return {"scales": scales, "per_qnn": per_qnn, "two_qubit_gates": gates,
-            "stage": stage}  # fmt: skip
+            "stage": stage, "twirls": twirls if isinstance(twirls, int) else 0}  # fmt: skip
 
 
 def agreement_points(data: RunData) -> tuple[list[dict[str, Any]], str]:

@@ -55,12 +55,15 @@ def quil_program(circuit: QuantumCircuit, values: np.ndarray | None = None) -> A
     Without ``values`` the parameters are ``DECLARE p REAL[P]`` memory; with ``values``
     (P,) every angle is a number (for simulators without memory maps, such as PyQVM).
     Barriers are dropped, but the inverse gates a zne fold inserts between two barriers
-    labelled "zne" go in a ``PRAGMA PRESERVE_BLOCK``, which quilc leaves as written.
+    labelled "zne", and a twirled gate with its Paulis between two labelled "twirl", go in
+    a ``PRAGMA PRESERVE_BLOCK``, which quilc leaves as written (one block where a twirl
+    sits inside a fold: quilc does not nest them).
     """
     from pyquil import Program
     from pyquil.gates import CNOT, CZ, ISWAP, MEASURE, RX, RY, RZ
     from pyquil.quilbase import Pragma
 
+    from ..mitigation.twirl import TWIRL_LABEL
     from ..mitigation.zne import FOLD_LABEL
 
     index = {p: i for i, p in enumerate(circuit.parameters)}
@@ -70,14 +73,18 @@ def quil_program(circuit: QuantumCircuit, values: np.ndarray | None = None) -> A
     rotations = {"rx": RX, "ry": RY, "rz": RZ}
     fixed = {"sx": math.pi / 2, "sxdg": -math.pi / 2, "x": math.pi}
     two_qubit = {"cx": CNOT, "cz": CZ, "iswap": ISWAP}
-    preserving = False  # inside a zne fold: G^-1 between two labelled barriers
+    inside: set[str] = set()  # open blocks: a zne fold's G^-1, a twirled gate
     for inst in circuit.data:
         name = inst.operation.name
         qargs = [circuit.find_bit(q).index for q in inst.qubits]
-        if name == "barrier" and inst.operation.label == FOLD_LABEL:
-            # quilc would cancel G G^-1 G back to G: its preserve blocks keep the fold
-            preserving = not preserving
-            prog += Pragma("PRESERVE_BLOCK" if preserving else "END_PRESERVE_BLOCK")
+        label = inst.operation.label
+        if name == "barrier" and label in (FOLD_LABEL, TWIRL_LABEL):
+            # quilc would cancel G G^-1 G back to G, and merge a twirl's Paulis away:
+            # its preserve blocks keep both
+            was = bool(inside)
+            inside.symmetric_difference_update({label})
+            if was != bool(inside):
+                prog += Pragma("PRESERVE_BLOCK" if inside else "END_PRESERVE_BLOCK")
             continue
         if name in SKIPPED:
             continue

@@ -12,7 +12,7 @@ The last step of mitiq's construct -> execute -> combine; nothing here talks to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backends.base import JobResult
 from .estimate import estimate, unpack
-from .plan import Plan, Slot
+from .plan import Plan, QNNCall, Slot
 
 
 class Correction(Protocol):
@@ -146,3 +146,65 @@ def _copy_histograms(
             rows.append(first[u])
             counts.append(np.bincount(outcome, minlength=2**n))
     return np.array(rows, dtype=np.int64), np.stack(counts)
+
+
+def split_rows(calls: Sequence[QNNCall], k: int) -> list[list[QNNCall]]:
+    """Each call's rows dealt over ``k`` draws (row i to draw i mod k): per draw, the
+    calls that have rows there, in call order (`merge_rows` puts them back)."""
+    from dataclasses import replace
+
+    return [[replace(c, angles=c.angles[r::k]) for c in calls if len(c.angles) > r]
+            for r in range(k)]  # fmt: skip
+
+
+def merge_rows(
+    calls: Sequence[QNNCall], parts: Sequence[Sequence[RowEstimates]], k: int
+) -> list[RowEstimates]:
+    """The estimates of `split_rows`'s draws (``parts[r]``: its calls' estimates) -> every
+    call's rows in their own order."""
+    out = []
+    for i, call in enumerate(calls):
+        rows = len(call.angles)
+        mine = [(r, part[i]) for r, part in enumerate(parts) if rows > r]
+        first = mine[0][1]
+
+        def weave(get: Callable[[RowEstimates], np.ndarray], mine=mine, rows=rows) -> np.ndarray:
+            return _weave([(r, get(e)) for r, e in mine], rows, k)
+
+        sampled = counts = None
+        have = [(r, e) for r, e in mine if e.sampled is not None]
+        if have:
+            ids = np.concatenate([e.sampled * k + r for r, e in have])
+            order = np.argsort(ids, kind="stable")
+            sampled, counts = ids[order], np.concatenate([e.counts for _, e in have])[order]
+        linear = any(e.z_linear is not None for _, e in mine)
+        out.append(
+            RowEstimates(
+                z=weave(lambda e: e.z),
+                stderr=weave(lambda e: e.stderr),
+                z_raw=weave(lambda e: e.z_raw),
+                stderr_raw=weave(lambda e: e.stderr_raw),
+                qubits=weave(lambda e: e.qubits),
+                sampled=sampled,
+                counts=counts,
+                stages=tuple(
+                    (weave(lambda e, j=j: e.stages[j][0]), weave(lambda e, j=j: e.stages[j][1]))
+                    for j in range(len(first.stages))
+                ),
+                shots=None if first.shots is None else weave(lambda e: e.shots),
+                z_linear=weave(lambda e: e.z if e.z_linear is None else e.z_linear)
+                if linear
+                else None,
+                scaled=None if first.scaled is None else weave(lambda e: e.scaled),
+            )
+        )
+    return out
+
+
+def _weave(parts: list[tuple[int, np.ndarray]], rows: int, k: int) -> np.ndarray:
+    """Arrays of rows r, r + k, r + 2k, ... -> one array of ``rows`` rows."""
+    first = parts[0][1]
+    woven = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
+    for r, a in parts:
+        woven[r::k] = a
+    return woven

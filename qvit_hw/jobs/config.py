@@ -68,6 +68,9 @@ class SchedulerConfig:
     zne_scales: tuple[float, ...] = (1, 3)
     zne_extrapolation: str = "richardson"
     zne_fold: str = "all"  # which gates fold: "all" (every noisy gate) or "two" (2-qubit)
+    # Pauli-twirl draws of the 2-qubit gates the rows are dealt over (0: none), so that
+    # folding scales relaxation too (`mitigation.twirl`)
+    zne_twirls: int = 8
 
     def __post_init__(self) -> None:
         from ..mitigation.zne import ZNEConfig
@@ -75,6 +78,12 @@ class SchedulerConfig:
         zne = ZNEConfig(tuple(self.zne_scales), self.zne_extrapolation, self.zne_fold)
         object.__setattr__(self, "zne_scales", zne.scales)
         _whole("shots", self.shots)
+        if (
+            isinstance(self.zne_twirls, bool)
+            or not isinstance(self.zne_twirls, int)
+            or (self.zne_twirls < 0)
+        ):
+            raise ValueError(f"--zne-twirls must be a whole number >= 0, got {self.zne_twirls!r}")
         _whole("max_total_shots", self.max_total_shots, optional=True)
         if self.max_qpu_seconds is not None:
             _seconds("max_qpu_seconds", self.max_qpu_seconds, positive=True)

@@ -148,12 +148,13 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
         x = angles.detach().to("cpu", torch.float64).reshape(b * t, n).numpy()
         w = weights.detach().to("cpu", torch.float64).numpy()
         calls = [QNNCall(f"qnn{i}", spec, w[i], x) for i in range(len(w))]
-        p = runner.plan(calls, shots)
-        result.rows += p.rows
-        result.unique_rows += p.unique_rows
-        result.data.add(list(p.jobs), runner)
-        for scale in runner.scales[1:]:  # zne: every row again with its gates folded
-            result.data.add(list(runner.plan(calls, shots, scale).jobs), runner)
+        # zne: every row again with its gates folded, each dealt over the twirl draws
+        per_scale = runner.data_plans(calls, shots)
+        result.rows += sum(p.rows for *_, p in per_scale[0])
+        result.unique_rows += sum(p.unique_rows for *_, p in per_scale[0])
+        for draws in per_scale:
+            for *_, p in draws:
+                result.data.add(list(p.jobs), runner)
         if result.ceiling is not None:  # planned at what one job may take, then scaled
             top, target = adaptive.max_shots_per_row, backend.target
             fit = min(top, *(v for v in (target.max_shots, target.max_executions) if v))

@@ -444,6 +444,8 @@ def _identity(settings: dict[str, Any], backend: Any, bundle: str) -> dict[str, 
         identity["zne"] = {"scales": list(settings["zne_scales"]),
                            "extrapolation": settings["zne_extrapolation"],
                            "fold": settings["zne_fold"]}  # fmt: skip
+        if settings.get("zne_twirls"):  # runs from before twirling keep their identity
+            identity["zne"]["twirls"] = settings["zne_twirls"]
     return identity
 
 

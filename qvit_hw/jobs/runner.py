@@ -9,16 +9,19 @@ and journal), and combines the results into estimates (`combine`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Backend, identity_key
 from ..circuit import QNNSpec
 from ..mitigation import CalibrationContext, Mitigation, mitigations, parse_mitigation
-from .combine import Correction, RowEstimates, combine
+from .combine import Correction, RowEstimates, combine, merge_rows, split_rows
 from .config import SchedulerConfig
 from .plan import Plan, PlannedJob, QNNCall, Template, plan
 from .scheduler import Scheduler, SchedulerStats
+
+# per noise scale, per twirl draw: (the draw or None, its share of the calls, their plan)
+Dealt = list[list[tuple[int | None, list[QNNCall], Plan]]]
 
 if TYPE_CHECKING:
     from ..mitigation.readout import ReadoutCalibration
@@ -65,13 +68,31 @@ class QNNRunner:
         """The noise scales every row runs at (1 alone without zne)."""
         return self.config.zne_scales if "zne" in self.mitigation else (1,)
 
-    def template(self, spec: QNNSpec, scale: float = 1) -> Template:
+    @property
+    def twirls(self) -> int:
+        """Pauli-twirl draws the rows spread over (`mitigation.twirl`; zne only, 0: none)."""
+        return self.config.zne_twirls if "zne" in self.mitigation else 0
+
+    def template(self, spec: QNNSpec, scale: float = 1, draw: int | None = None) -> Template:
         """The compiled template of ``spec`` on this backend (at noise ``scale``: its
-        gates folded, `mitigation.zne`) and its circuit key (cached)."""
-        key = (spec, scale)
+        gates folded, `mitigation.zne`; twirl ``draw``: its 2-qubit gates Pauli-twirled,
+        `mitigation.twirl`) and its circuit key (cached)."""
+        key = (spec, scale) if draw is None else (spec, scale, draw)
         if key not in self._templates:
             from ..transpile import circuit_key, template_for
 
+            if draw is not None:
+                from ..mitigation.twirl import twirl_compiled
+
+                device = self.backend.target.device
+                compiled = twirl_compiled(
+                    self.template(spec, scale).compiled,
+                    None if device is None else device.basis_gates,
+                    draw,
+                    seed=self.config.seed,
+                )
+                self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
+                return self._templates[key]
             if scale == 1:
                 compiled = template_for(
                     spec,
@@ -102,17 +123,52 @@ class QNNRunner:
             }
         return self._templates[key]
 
-    def plan(self, calls: Sequence[QNNCall], shots: int | None = None, scale: float = 1) -> Plan:
+    def plan(
+        self,
+        calls: Sequence[QNNCall],
+        shots: int | None = None,
+        scale: float = 1,
+        draw: int | None = None,
+    ) -> Plan:
         """The plan of ``calls`` at ``shots`` per circuit (None: the configured shots) on
-        the templates of noise ``scale``."""
+        the templates of noise ``scale`` (and twirl ``draw``)."""
         shots = self.config.shots if shots is None else shots
         return plan(
             calls,
-            lambda spec: self.template(spec, scale),
+            lambda spec: self.template(spec, scale, draw),
             backend=identity_key(self.backend),
             shots=shots,
             job_size=self.scheduler.job_size_for(shots),
         )
+
+    def data_plans(self, calls: Sequence[QNNCall], shots: int | None = None) -> Dealt:
+        """What `run` submits for ``calls``: per noise scale, per twirl draw, (the draw, its
+        share of the calls' rows, their plan); without twirls one entry, draw None."""
+        return self._dealt(calls, lambda part, s, r: self.plan(part, shots, s, r))
+
+    def _dealt(self, calls: Sequence[QNNCall], plan_at: Callable[..., Plan]) -> Dealt:
+        """Per noise scale, per twirl draw: (draw, its share of the rows, ``plan_at(share,
+        scale, draw)``)."""
+        if not self.twirls:
+            return [[(None, list(calls), plan_at(calls, s, None))] for s in self.scales]
+        parts = split_rows(calls, self.twirls)
+        return [[(r, part, plan_at(part, s, r)) for r, part in enumerate(parts) if part]
+                for s in self.scales]  # fmt: skip
+
+    def _estimates(
+        self, calls: Sequence[QNNCall], dealt: Dealt, results: Sequence[Any]
+    ) -> list[list[RowEstimates]]:
+        """Per noise scale, every call's rows from its draws' job results (in plan order),
+        each template's corrections applied."""
+        out, start = [], 0
+        for s, draws in zip(self.scales, dealt, strict=True):
+            parts = []
+            for _, part, p in draws:
+                mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
+                specs = list(dict.fromkeys(c.spec for c in part))  # template order of `plan`
+                parts.append(combine(p, mine, [self.corrections(sp, s) for sp in specs]))
+            out.append(parts[0] if draws[0][0] is None else merge_rows(calls, parts, self.twirls))
+        return out
 
     def run(
         self, calls: Sequence[QNNCall], description: str = "jobs", shots: int | None = None
@@ -128,19 +184,17 @@ class QNNRunner:
         """Several sets of calls, each at its own shots, executed as one batch of jobs (so
         they are in flight together): per group, estimates for every row of every call."""
         scales = self.scales
-        plans = [[self.plan(calls, shots, s) for s in scales] for calls, shots in groups]
-        jobs = [j for per_scale in plans for p in per_scale for j in p.jobs]
+        plans = [self.data_plans(calls, shots) for calls, shots in groups]
+        jobs = [j for dealt in plans for draws in dealt for *_, p in draws for j in p.jobs]
         results = self.scheduler.execute(jobs, description)
         out, start = [], 0
-        for (calls, _), per_scale in zip(groups, plans, strict=True):
+        for (calls, _), dealt in zip(groups, plans, strict=True):
+            count = sum(len(p.jobs) for draws in dealt for *_, p in draws)
+            estimates = self._estimates(calls, dealt, results[start : start + count])
+            start += count
             self.stats.calls += len(calls)
-            self.stats.rows += per_scale[0].rows
-            self.stats.unique_rows += per_scale[0].unique_rows
-            specs = list(dict.fromkeys(call.spec for call in calls))  # template order of `plan`
-            estimates = []
-            for s, p in zip(scales, per_scale, strict=True):
-                mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
-                estimates.append(combine(p, mine, [self.corrections(spec, s) for spec in specs]))
+            self.stats.rows += sum(p.rows for *_, p in dealt[0])
+            self.stats.unique_rows += sum(p.unique_rows for *_, p in dealt[0])
             if len(scales) == 1:
                 out.append(estimates[0])
             else:
@@ -235,14 +289,10 @@ class QNNRunner:
         and the affine maps are fitted on the extrapolated values against exact."""
         if spec not in self._after:
             fitted = list[Correction]()
-            for m, calls, plans in self._after_plans(spec):
-                jobs = [j for p in plans for j in p.jobs]
+            for m, calls, dealt in self._after_plans(spec):
+                jobs = [j for draws in dealt for *_, p in draws for j in p.jobs]
                 results = self._calibrate(f"{m.name} (every scale)", jobs)
-                per_scale, start = [], 0
-                for s, p in zip(self.scales, plans, strict=True):
-                    mine, start = results[start : start + len(p.jobs)], start + len(p.jobs)
-                    per_scale.append(combine(p, mine, [self.corrections(spec, s)]))
-                extrapolated = self._extrapolated(calls, per_scale)
+                extrapolated = self._extrapolated(calls, self._estimates(calls, dealt, results))
                 for c in fitted:  # an earlier correction after zne (none today: one learned)
                     extrapolated = [self._corrected(c, e) for e in extrapolated]
                 fitted.append(m.fit_estimates(calls, extrapolated))
@@ -302,9 +352,10 @@ class QNNRunner:
         return [(m, m.calibration_jobs(template, context) if own(m) else None)
                 for m in mitigations(before)]  # fmt: skip
 
-    def _after_plans(self, spec: QNNSpec) -> list[tuple[Any, list[QNNCall], list[Plan]]]:
+    def _after_plans(self, spec: QNNSpec) -> list[tuple[Any, list[QNNCall], Dealt]]:
         """The mitigations after zne with their calibration rows (seeded from scale 1's
-        template) and those rows' plan on every scale's template."""
+        template) and those rows' plans on every scale's templates (dealt over the twirl
+        draws, like the data)."""
         _, after = self._row_level()
         if not mitigations(after):
             return []
@@ -312,8 +363,10 @@ class QNNRunner:
         steps = []
         for m in mitigations(after):
             calls = m.calls(self.template(spec), context.learned_rows)
-            plans = [m.plan_on(self.template(spec, s), calls, context) for s in self.scales]
-            steps.append((m, calls, plans))
+            dealt = self._dealt(
+                calls, lambda part, s, r, m=m: m.plan_on(self.template(spec, s, r), part, context)
+            )
+            steps.append((m, calls, dealt))
         return steps
 
     def calibration_plan(self, spec: QNNSpec) -> list[tuple[Mitigation, list[PlannedJob]]]:
@@ -323,7 +376,8 @@ class QNNRunner:
             return []  # backend (--shots auto)
         steps = [(m, jobs) for s in self.scales for m, jobs in self._steps(spec, s)
                  if jobs is not None]  # fmt: skip
-        after = [(m, [j for p in plans for j in p.jobs]) for m, _, plans in self._after_plans(spec)]
+        after = [(m, [j for draws in dealt for *_, p in draws for j in p.jobs])
+                 for m, _, dealt in self._after_plans(spec)]  # fmt: skip
         return steps + after
 
     def fitted(self) -> dict[str, dict[str, Any]]:

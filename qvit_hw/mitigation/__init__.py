@@ -18,7 +18,8 @@ run level   applied after every row-level correction, over every row of the run:
                            fitted value and the fit's standard error
 scaled      between the two: zne.py runs every row again with its gates folded
             (noise scales 1, 3, ...) and extrapolates each row's corrected estimates to
-            zero noise
+            zero noise; twirl.py Pauli-twirls the 2-qubit gates of the templates the rows
+            are dealt over, so that folding scales relaxation too
 
 `parse_mitigation` reads `--mitigate`; `mitigations` builds the row-level objects.
 """

@@ -25,6 +25,10 @@ s_k at scales lambda_k:
                  elsewhere the row falls back to linear)
 with standard errors propagated from the s_k (linear in the z_k, or the delta method).
 Its variance cost (richardson (1, 3): 2.5x) is what the run-level Fourier fit absorbs.
+
+Folding scales only errors that commute with the gate folded; relaxation does not, so the
+runner deals the rows over Pauli-twirled templates (`twirl`, ``--zne-twirls``), whose
+averaged errors are Pauli channels that folding does scale.
 """
 
 from __future__ import annotations

@@ -282,3 +282,31 @@ def test_against_local_qvm_and_quilc():
     )
     (estimates,) = scheduler.run([QNNCall("q", spec, w.numpy(), x.numpy())])
     assert within_4_stderr(estimates, expectations(spec, x, w).numpy())
+
+
+def test_a_twirled_folded_template_keeps_its_paulis_from_quilc_and_its_values():
+    """zne with twirling on Rigetti: each twirled gate (its Paulis beside it) is one
+    PRAGMA PRESERVE_BLOCK, one block where it sits inside a fold (quilc does not nest
+    them), and PyQVM gives the untwirled values."""
+    from qvit_hw.mitigation.twirl import twirl_compiled
+    from qvit_hw.mitigation.zne import fold_compiled
+
+    spec = tree(4)
+    target = get_target("rigetti_ankaa_3", live=False)
+    compiled = compile_qnn(spec, target, max_copies=1)
+    folded = fold_compiled(compiled, 3, target.basis_gates, seed=1)
+    twirled = twirl_compiled(folded, target.basis_gates, 2)
+    copy = twirled.copy_circuit(0)
+    text = quil_program(copy).out()
+    gates = copy.count_ops()["iswap"]
+    folds = gates // 3  # each original G: G, then G^-1 G with G^-1 in a fold
+    # blocks: the 2 twirled Gs of each fold outside it, and the fold (its twirl inside)
+    assert text.count("PRAGMA PRESERVE_BLOCK") == text.count("PRAGMA END_PRESERVE_BLOCK")
+    assert text.count("PRAGMA PRESERVE_BLOCK") == 3 * folds
+    x, w = random_inputs(spec, 3, seed=5)
+    values = twirled.parameter_values(x.numpy(), w.numpy())
+    position = {p: i for i, p in enumerate(twirled.circuit.parameters)}
+    columns = [position[p] for p in copy.parameters]
+    programs = [quil_program(copy, row[columns]) for row in values]
+    z = np.stack([pyqvm_z(prog, 4) for prog in programs])
+    np.testing.assert_allclose(z, expectations(spec, x, w).numpy(), atol=1e-6)
