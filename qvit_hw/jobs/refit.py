@@ -93,7 +93,8 @@ def refit(
         linear = {**rows, "estimate": rows["estimate_linear"]}
         runner = executor.runner
         offsets = {k: runner.readout_offsets(s) for k, (s, _) in specs.items()}
-        fit = fit_run({k: s for k, (s, _) in specs.items()}, linear, names, readout=offsets)
+        fit = fit_run({k: s for k, (s, _) in specs.items()}, linear, names, readout=offsets,
+                      pool="zne" in runner.mitigation)  # fmt: skip
     z, se = np.empty_like(rows["estimate"]), np.empty_like(rows["stderr"])
     order = []  # per QNN: its rows sorted by (image, token)
     for q, name in enumerate(names):

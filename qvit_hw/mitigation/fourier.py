@@ -24,7 +24,11 @@ learned, ..., unclipped: an affine correction per physical qubit commutes with t
                  placements are fitted apart where each has at least `MIN_ROWS_PER_TERM`
                  rows per term and a chi-square test of the pooled fit against the
                  separate ones rejects pooling at level `POOL_P` (the placements differ
-                 beyond their noise); otherwise one fit serves every placement
+                 beyond their noise); otherwise one fit serves every placement. Rows
+                 extrapolated to zero noise (zne) are pooled untested: what they estimate,
+                 the ideal circuit's function, is the same on every placement, and what
+                 sets the placements apart is each one's residual bias, which pooling
+                 averages (and the pooled fit's phi carries)
     errors       coefficient covariance phi (F' W F)^-1, phi the weighted residual
                  variance per degree of freedom (1 where too few are left to estimate it);
                  a row's standard error is sqrt(f' C f), plus the readout calibration's
@@ -53,6 +57,7 @@ POOL_P = 1e-3  # placements are fitted apart where pooling them is rejected at t
 IRLS_STEPS = 1  # reweighting passes after the first, shots-weighted fit (one suffices:
 # the weights depend on the fitted value only, which the first fit already has to 1e-3)
 MIN_DOF = 30  # residual degrees of freedom below which phi is taken as 1
+POOLED_ZNE = "pooled: every placement extrapolated to the one zero-noise function"
 CHUNK_VALUES = 2**24  # rows x terms per block when forming normal equations (128 MB)
 
 
@@ -370,12 +375,14 @@ def fit_run(
     names: Sequence[str],
     grid: bool = False,
     readout: dict[str, dict[int, tuple[float, float]]] | None = None,
+    pool: bool = False,
 ) -> FourierFit:
     """Fit every QNN of a run from its recorded rows (``executor.rows()``'s arrays:
     qnn, angles, estimate (unclipped row-level values), stderr, shots, qubits); ``grid``:
     the rows are `characterize`'s design (rows off the grid are ignored), else any rows;
     ``readout``: per QNN, the variances of its readout calibration's offsets by physical
-    qubit (`ReadoutCalibration.offset_variances`), added to the fitted values' errors."""
+    qubit (`ReadoutCalibration.offset_variances`), added to the fitted values' errors;
+    ``pool``: one fit for every placement, untested (rows extrapolated to zero noise)."""
     outputs: dict[str, list[OutputFit]] = {}
     for index, name in enumerate(names):
         mine = rows["qnn"] == index
@@ -395,7 +402,7 @@ def fit_run(
                 for i in range(spec.n_qubits)
             ]
         else:
-            outputs[name] = fit_outputs(spec, x, y, se, shots, qubits)
+            outputs[name] = fit_outputs(spec, x, y, se, shots, qubits, pool=pool)
         offsets = (readout or {}).get(name)
         if offsets:
             outputs[name] = [with_readout(o, qubits[:, i], offsets)
@@ -471,12 +478,15 @@ def fit_outputs(
     stderr: np.ndarray,
     shots: np.ndarray,
     qubits: np.ndarray,
+    pool: bool = False,
 ) -> list[OutputFit]:
     """Every output of one QNN (z, stderr, qubits (N, n)); outputs with the same cone share
     their normal equations where the weights agree (exact rows)."""
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
     return [
-        fit_output(spec, i, angles, z[:, i], stderr[:, i], shots, qubits[:, i], cache=cache)
+        fit_output(
+            spec, i, angles, z[:, i], stderr[:, i], shots, qubits[:, i], cache=cache, pool=pool
+        )
         for i in range(spec.n_qubits)
     ]
 
@@ -490,9 +500,11 @@ def fit_output(
     shots: np.ndarray,
     qubit: np.ndarray,
     cache: dict[bytes, tuple[np.ndarray, np.ndarray]] | None = None,
+    pool: bool = False,
 ) -> OutputFit:
     """Fit <Z_output> from rows: angles (N, n), z, stderr (N,) row-level values, shots
-    (N,) (0: exact), qubit (N,) the physical qubit read (a placement per qubit)."""
+    (N,) (0: exact), qubit (N,) the physical qubit read (a placement per qubit); ``pool``:
+    one fit for every placement without testing them (see `fit_run`)."""
     cone = light_cone(spec, output)
     f = features(angles[:, list(cone)])  # (N, p)
     p = f.shape[1]
@@ -500,6 +512,8 @@ def fit_output(
     pooled = _irls(f, z, stderr, shots, cache, cone)
     if len(groups) == 1:
         return OutputFit(cone, {(): pooled}, True, "one placement")
+    if pool:
+        return OutputFit(cone, {(): pooled}, True, POOLED_ZNE)
     if min(len(r) for _, r in groups) < MIN_ROWS_PER_TERM * p:
         return OutputFit(
             cone, {(): pooled}, True,

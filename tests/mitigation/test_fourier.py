@@ -118,6 +118,32 @@ def test_placements_are_pooled_when_they_agree_and_fitted_apart_when_they_differ
     assert few.pooled and "fewer than 3 rows per term" in few.reason
 
 
+def test_zero_noise_rows_are_pooled_untested_and_the_pooled_fit_averages_their_biases():
+    """After zne every placement estimates the one ideal function; what is left apart is
+    each one's residual bias. pool=True fits them together whatever the test would say:
+    opposite biases of 2 % average out, and the pooled fit's phi (> 1) carries the scatter
+    into its error bars."""
+    from qvit_hw.mitigation.fourier import POOLED_ZNE
+
+    spec, rng = chain(4), np.random.default_rng(4)
+    w = rng.uniform(-np.pi, np.pi, spec.weight_shape)
+    x = rng.uniform(-np.pi, np.pi, (8000, 4))
+    z = exact_z(spec, x, w)[:, 3]
+    qubit = np.repeat([10, 20], 4000)
+    shots = np.full(len(x), 1000)
+    biased = sampled(np.where(qubit == 20, 0.98 * z, 1.02 * z), 1000, rng)
+    se = np.sqrt((1 - biased**2) / 1000)
+    apart = fit_output(spec, 3, x, biased, se, shots, qubit)
+    assert not apart.pooled  # the test rejects pooling
+    f = features(x[:, list(apart.cone)])
+    apart_error = np.mean([np.abs(apart.groups[(q,)].values(f) - z).mean() for q in (10, 20)])
+    fit = fit_output(spec, 3, x, biased, se, shots, qubit, pool=True)
+    assert fit.pooled and fit.reason == POOLED_ZNE and list(fit.groups) == [()]
+    group = fit.groups[()]
+    assert np.abs(group.values(f) - z).mean() < 0.6 * apart_error, apart_error
+    assert group.phi > 1.0
+
+
 @pytest.mark.parametrize("spec", [chain(4), tree(4), chain(8), tree(8)], ids=str)
 def test_on_the_design_grid_the_fit_interpolates_exactly_and_fast(spec):
     """characterize's design: the 3^n grid, exact rows -> the kernel interpolation gives
