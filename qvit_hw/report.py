@@ -221,6 +221,8 @@ def _check_run(run: dict[str, Any], file: Path) -> None:
         not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)
     ):
         raise DataError(f"{file} has 'data_notes' that are not a list of texts; {_AGAIN}")
+    if not all(isinstance(c, str) and c for c in run["classes"]):
+        raise DataError(f"{file} has 'classes' that are not all names (texts); {_AGAIN}")
     if run["images"] < 1 or run["shots"] < 0 or len(run["classes"]) < 2:
         raise DataError(
             f"{file} has images={run['images']}, shots={run['shots']} and "

@@ -437,6 +437,10 @@ RUN_CASES: dict[str, tuple[Damage, str]] = {
         edit_json(RUN, lambda d: d["outputs"].update({"cost.json": "0" * 64})),
         "refused",
     ),
+    "a class name a number": (
+        edit_json(RUN, lambda d: d["classes"].__setitem__(1, 1e308)),
+        "refused",
+    ),
     "jobs.jsonl deleted": (delete("jobs.jsonl"), "refused"),
     "journal deleted": (delete("journal.sqlite"), "same"),
     "an extra file": (write("notes.txt", b"mine"), "same"),
