@@ -5,7 +5,7 @@ scales a device's relaxation, which it does not untwirled."""
 import numpy as np
 import pytest
 import torch
-from qiskit.quantum_info import Operator
+from compiled_copies import TARGETS, unitary_of
 
 from qvit_hw.backends.fake import FakeDeviceBackend
 from qvit_hw.backends.registry import get_backend
@@ -18,15 +18,6 @@ from qvit_hw.jobs.runner import QNNRunner
 from qvit_hw.mitigation.twirl import twirl_compiled, twirl_gates
 from qvit_hw.mitigation.zne import fold_compiled
 from qvit_hw.transpile import circuit_key, template_for
-
-TARGETS = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_cepheus_1_108q")
-
-
-def unitary_of(compiled, values):
-    circuit = compiled.copy_circuit(0)
-    params = list(compiled.circuit.parameters)
-    bound = circuit.assign_parameters({p: values[params.index(p)] for p in circuit.parameters})
-    return Operator(bound.remove_final_measurements(inplace=False))
 
 
 @pytest.mark.parametrize("name", TARGETS)

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from qiskit.quantum_info import Operator
+from compiled_copies import TARGETS, unitary_of
 from typer.testing import CliRunner
 
 from qvit_hw.circuit import chain, tree
@@ -15,15 +15,6 @@ from qvit_hw.mitigation.zne import ZNEConfig, extrapolate, fold_compiled
 from qvit_hw.transpile import template_for
 
 runner = CliRunner()
-TARGETS = ("ibm_brisbane", "ibm_torino", "ibm_fez", "rigetti_ankaa_3", "rigetti_cepheus_1_108q")
-
-
-def unitary_of(compiled, values):
-    """The operator of the template's first copy alone (its n qubits), parameters bound."""
-    circuit = compiled.copy_circuit(0)
-    params = list(compiled.circuit.parameters)
-    bound = circuit.assign_parameters({p: values[params.index(p)] for p in circuit.parameters})
-    return Operator(bound.remove_final_measurements(inplace=False))
 
 
 @pytest.mark.parametrize("name", TARGETS)
