@@ -65,7 +65,7 @@ class SchedulerConfig:
     # cannot be asked whether it got it (the user checked it did not); not in the identity
     resubmit_unrecorded: bool = False
     # --mitigate ...,zne: noise scales (gates folded) and the extrapolation
-    zne_scales: tuple[float, ...] = (1, 3)
+    zne_scales: tuple[float, ...] = (1, 5)
     zne_extrapolation: str = "richardson"
     zne_fold: str = "all"  # which gates fold: "all" (every noisy gate) or "two" (2-qubit)
     # Pauli-twirl draws of the 2-qubit gates the rows are dealt over (0: none), so that

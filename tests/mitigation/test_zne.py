@@ -193,7 +193,7 @@ def test_folding_every_gate_scales_the_one_qubit_gates_too(name):
 def test_the_report_shows_each_scale_and_the_extrapolation(bundle, tmp_path):
     """rows.npz keeps every scale's corrected values; the report gives per QNN the MAE at
     each scale and extrapolated (lower than at scale 1 on a noisy device), and the 2-qubit
-    gates each scale costs (3x at scale 3)."""
+    gates each scale costs (5x at scale 5, the default's)."""
     out = tmp_path / "zne"
     result = run(bundle, "--backend", "fake_brisbane?exact=1", "--limit", "2", "--max-copies",
                  "1", "--mitigate", "readout,zne", "--out", str(out))  # fmt: skip
@@ -201,7 +201,7 @@ def test_the_report_shows_each_scale_and_the_extrapolation(bundle, tmp_path):
     assert np.load(out / "rows.npz")["estimate_scales"].shape[1:] == (2, 4)
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0
     zne = json.loads((out / "report.json").read_text())["zne"]
-    assert zne["scales"] == [1, 3] and zne["two_qubit_gates"][1] == 3 * zne["two_qubit_gates"][0]
+    assert zne["scales"] == [1, 5] and zne["two_qubit_gates"][1] == 5 * zne["two_qubit_gates"][0]
     for q in zne["per_qnn"]:
         assert q["mae"][1] > q["mae"][0] > q["extrapolated"]
     assert zne["twirls"] == 8
@@ -256,7 +256,7 @@ def test_learned_composes_with_zne_in_the_order_given(bundle, tmp_path, order):
     assert [s["name"] for s in corrections["stages"]] == expected
     (fitted,) = corrections["fitted"].values()
     learned = (
-        {"learned after zne"} if order.endswith("learned") else {"learned", "learned at scale 3"}
+        {"learned after zne"} if order.endswith("learned") else {"learned", "learned at scale 5"}
     )
     assert set(fitted) == {"readout"} | learned
 
@@ -284,7 +284,7 @@ def test_the_calibration_plan_lists_every_calibration_job_the_run_executes():
         assert [m.name for m, _ in planned] == names
         qnn.run([call])
         assert qnn.stats.calibration_jobs == sum(len(jobs) for _, jobs in planned)
-        assert qnn.corrections(spec, 3)[0] is qnn.corrections(spec)[0]  # readout shared
+        assert qnn.corrections(spec, 5)[0] is qnn.corrections(spec)[0]  # readout shared
 
 
 @pytest.mark.parametrize("backend", ["statevector", "shots?seed=3"])
@@ -293,7 +293,7 @@ def test_on_simulators_without_a_device_folding_changes_nothing_but_noise(
 ):
     """statevector: the folded circuits (logical gates, inverted by qiskit) give the exact
     values to 1e-9; shots: the extrapolated values stay within 4 standard errors of exact
-    (Richardson (1, 3) has 2.5x the variance, and its stderr says so)."""
+    (Richardson (1, 5), the default, has 1.6x the variance, and its stderr says so)."""
     out = tmp_path / "zne"
     result = run(bundle, "--backend", backend, "--limit", "2", "--mitigate", "zne",
                  "--out", str(out))  # fmt: skip
@@ -310,5 +310,5 @@ def test_on_simulators_without_a_device_folding_changes_nothing_but_noise(
         ok = (se > 0) & (np.abs(rows["estimate_scales"]) < 1).all(axis=1)
         z = err[ok] / se[ok]
         assert np.abs(z).max() < 4.5 and 0.8 < z.std() < 1.2, (np.abs(z).max(), z.std())
-        ratio = se.mean() / rows["stderr_raw"].mean()  # sqrt(1.5^2 + 0.5^2) = 1.58 at equal se
-        assert 1.4 < ratio < 1.8, ratio
+        ratio = se.mean() / rows["stderr_raw"].mean()  # sqrt(1.25^2 + 0.25^2) = 1.27 at equal se
+        assert 1.15 < ratio < 1.4, ratio
