@@ -44,9 +44,9 @@ class DemoOptions:
     batch_size: int = 8
     train_limit: int | None = None  # first N images of each split for training (None: all)
     images: int = 96  # test images run on the backend
-    # readout,zne,fourier at 500 shots costs the QPU seconds of readout,learned at 1,000 and
-    # agreed more with the exact model on 2 of 3 models (97.2 vs 95.7 % on average over 359
-    # images; 99.0 vs 97.9 % on the demo's 96): bench/RESULTS.md, the zne section
+    # readout,zne,fourier at 500 shots costs 1.4x the QPU seconds of readout,learned at 1,000
+    # and agreed more with the exact model on all 3 models (99.1 vs 94.3 % on average over
+    # 359 images): bench/RESULTS.md, the zne section
     shots: int = 500
     backend: str = "fake_brisbane"
     mitigate: str = "readout,zne,fourier"
