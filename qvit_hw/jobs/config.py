@@ -22,12 +22,12 @@ DEFAULT_CALIBRATION_ROWS = 2048  # rows of known exact answer per template (lear
 DEFAULT_JOB_TIMEOUT = 4 * 3600.0  # seconds a job may take before the run stops (resumable)
 
 
-def _whole(name: str, value: Any, *, optional: bool = False) -> None:
+def _whole(name: str, value: Any, *, optional: bool = False, minimum: int = 1) -> None:
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        noun = "a whole number >= 1" if name == "shots" else ">= 1"
-        raise ValueError(f"--{name.replace('_', '-')} must be {noun}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        whole = "a whole number " if name == "shots" or minimum < 1 else ""
+        raise ValueError(f"--{name.replace('_', '-')} must be {whole}>= {minimum}, got {value!r}")
 
 
 def _seconds(name: str, value: Any, *, positive: bool) -> None:
@@ -78,12 +78,7 @@ class SchedulerConfig:
         zne = ZNEConfig(tuple(self.zne_scales), self.zne_extrapolation, self.zne_fold)
         object.__setattr__(self, "zne_scales", zne.scales)
         _whole("shots", self.shots)
-        if (
-            isinstance(self.zne_twirls, bool)
-            or not isinstance(self.zne_twirls, int)
-            or (self.zne_twirls < 0)
-        ):
-            raise ValueError(f"--zne-twirls must be a whole number >= 0, got {self.zne_twirls!r}")
+        _whole("zne_twirls", self.zne_twirls, minimum=0)
         _whole("max_total_shots", self.max_total_shots, optional=True)
         if self.max_qpu_seconds is not None:
             _seconds("max_qpu_seconds", self.max_qpu_seconds, positive=True)

@@ -19,7 +19,7 @@ import torch
 
 from ..model import exact_executor
 from .plan import QNNCall
-from .runner import QNNRunner
+from .runner import QNNRunner, jobs_of
 
 if TYPE_CHECKING:
     from .plan import PlannedJob
@@ -152,9 +152,7 @@ def preview(options: RunOptions, backend: Any = None, loaded: Any = None) -> Pre
         per_scale = runner.data_plans(calls, shots)
         result.rows += sum(p.rows for *_, p in per_scale[0])
         result.unique_rows += sum(p.unique_rows for *_, p in per_scale[0])
-        for draws in per_scale:
-            for *_, p in draws:
-                result.data.add(list(p.jobs), runner)
+        result.data.add(jobs_of(per_scale), runner)
         if result.ceiling is not None:  # planned at what one job may take, then scaled
             top, target = adaptive.max_shots_per_row, backend.target
             fit = min(top, *(v for v in (target.max_shots, target.max_executions) if v))

@@ -23,6 +23,12 @@ from .scheduler import Scheduler, SchedulerStats
 # per noise scale, per twirl draw: (the draw or None, its share of the calls, their plan)
 Dealt = list[list[tuple[int | None, list[QNNCall], Plan]]]
 
+
+def jobs_of(dealt: Dealt) -> list[PlannedJob]:
+    """Every job of every scale's and draw's plan, in the order `QNNRunner` combines them."""
+    return [j for draws in dealt for *_, p in draws for j in p.jobs]
+
+
 if TYPE_CHECKING:
     from ..mitigation.readout import ReadoutCalibration
 
@@ -69,6 +75,12 @@ class QNNRunner:
         return self.config.zne_scales if "zne" in self.mitigation else (1,)
 
     @property
+    def _basis(self) -> tuple[str, ...] | None:
+        """The device's gates, which folds and twirls are written in (None: no device)."""
+        device = self.backend.target.device
+        return None if device is None else device.basis_gates
+
+    @property
     def twirls(self) -> int:
         """Pauli-twirl draws the rows spread over (`mitigation.twirl`; zne only, 0: none)."""
         return self.config.zne_twirls if "zne" in self.mitigation else 0
@@ -81,16 +93,11 @@ class QNNRunner:
         if key not in self._templates:
             from ..transpile import circuit_key, template_for
 
-            if draw is not None:
+            if draw is not None:  # same copies and gates as the scale's: no stats of its own
                 from ..mitigation.twirl import twirl_compiled
 
-                device = self.backend.target.device
-                compiled = twirl_compiled(
-                    self.template(spec, scale).compiled,
-                    None if device is None else device.basis_gates,
-                    draw,
-                    seed=self.config.seed,
-                )
+                base = self.template(spec, scale).compiled
+                compiled = twirl_compiled(base, self._basis, draw, seed=self.config.seed)
                 self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
                 return self._templates[key]
             if scale == 1:
@@ -104,12 +111,10 @@ class QNNRunner:
             else:
                 from ..mitigation.zne import fold_compiled
 
-                device = self.backend.target.device
-                basis = None if device is None else device.basis_gates
                 compiled = fold_compiled(
                     self.template(spec).compiled,
                     scale,
-                    basis,
+                    self._basis,
                     self.config.zne_fold,
                     seed=self.config.seed,
                 )
@@ -185,11 +190,10 @@ class QNNRunner:
         they are in flight together): per group, estimates for every row of every call."""
         scales = self.scales
         plans = [self.data_plans(calls, shots) for calls, shots in groups]
-        jobs = [j for dealt in plans for draws in dealt for *_, p in draws for j in p.jobs]
-        results = self.scheduler.execute(jobs, description)
+        results = self.scheduler.execute([j for d in plans for j in jobs_of(d)], description)
         out, start = [], 0
         for (calls, _), dealt in zip(groups, plans, strict=True):
-            count = sum(len(p.jobs) for draws in dealt for *_, p in draws)
+            count = len(jobs_of(dealt))
             estimates = self._estimates(calls, dealt, results[start : start + count])
             start += count
             self.stats.calls += len(calls)
@@ -290,8 +294,7 @@ class QNNRunner:
         if spec not in self._after:
             fitted = list[Correction]()
             for m, calls, dealt in self._after_plans(spec):
-                jobs = [j for draws in dealt for *_, p in draws for j in p.jobs]
-                results = self._calibrate(f"{m.name} (every scale)", jobs)
+                results = self._calibrate(f"{m.name} (every scale)", jobs_of(dealt))
                 extrapolated = self._extrapolated(calls, self._estimates(calls, dealt, results))
                 for c in fitted:  # an earlier correction after zne (none today: one learned)
                     extrapolated = [self._corrected(c, e) for e in extrapolated]
@@ -376,8 +379,7 @@ class QNNRunner:
             return []  # backend (--shots auto)
         steps = [(m, jobs) for s in self.scales for m, jobs in self._steps(spec, s)
                  if jobs is not None]  # fmt: skip
-        after = [(m, [j for draws in dealt for *_, p in draws for j in p.jobs])
-                 for m, _, dealt in self._after_plans(spec)]  # fmt: skip
+        after = [(m, jobs_of(dealt)) for m, _, dealt in self._after_plans(spec)]
         return steps + after
 
     def fitted(self) -> dict[str, dict[str, Any]]:
