@@ -1,5 +1,8 @@
 """Fixtures shared across test modules."""
 
+import itertools
+
+import numpy as np
 import pytest
 import torch
 
@@ -25,3 +28,20 @@ def image_folder_fixture():
     from image_files import write_image_folder
 
     return write_image_folder
+
+
+@pytest.fixture
+def seeded_braket(monkeypatch):
+    """Braket's simulator draws its shots from a fresh unseeded ``default_rng()``: give each
+    simulation the next of a fixed sequence of seeds, so a test draws the same shots on every
+    run (unseeded, test_braket's 4-sigma checks failed about one CI run in a hundred)."""
+    from braket.default_simulator.state_vector_simulation import StateVectorSimulation
+
+    seeds = itertools.count(2026)
+    init = StateVectorSimulation.__init__
+
+    def seeded_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self._rng_generator = np.random.default_rng(next(seeds))
+
+    monkeypatch.setattr(StateVectorSimulation, "__init__", seeded_init)

@@ -35,6 +35,8 @@ from qvit_hw.jobs.retry import Retry
 SHOTS = 1000
 PREFIX = "arn:aws:braket:us-west-1:123456789012:quantum-task/"
 
+pytestmark = pytest.mark.usefixtures("seeded_braket")
+
 
 def call(rows=8, seed=1):
     spec = tree(4)
@@ -43,7 +45,7 @@ def call(rows=8, seed=1):
 
 
 def within_4_sigma(z, exact, shots=SHOTS):
-    """Shot noise and nothing else, for Braket's sampler, which takes no seed.
+    """Shot noise and nothing else, for Braket's sampler (seeded by conftest's `seeded_braket`).
 
     A per-value 4-sigma bound over hundreds of values fails one run in forty by chance, so
     4 standard errors bound what summarises them all: the mean z-score and the z-scores'

@@ -89,7 +89,9 @@ def test_the_qiskit_dialect_qasm_declares_the_written_parameters(fez_files):
 
 
 @pytest.mark.parametrize("target", ["rigetti_ankaa_3", "ibm_fez"])
-def test_the_braket_dialect_runs_unchanged_in_braket_local_simulator(tmp_path, target):
+def test_the_braket_dialect_runs_unchanged_in_braket_local_simulator(
+    tmp_path, target, seeded_braket
+):
     from braket.devices import LocalSimulator
     from braket.ir.openqasm import Program
 
