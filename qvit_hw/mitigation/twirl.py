@@ -76,13 +76,13 @@ def twirl_gates(
 
     rng = np.random.default_rng([seed, draw, 0x7717])
     out = circuit.copy_empty_like(name=f"{circuit.name}_tw{draw}")
-    cliffords: dict[str, Any] = {}
+    cliffords: dict[tuple[Any, ...], Any] = {}  # by name and angles: rzz(pi/2) is not rzz(0.3)
     for inst in circuit.data:
         op = inst.operation
-        name = op.name
-        if name not in cliffords:
-            cliffords[name] = _clifford_2q(op)
-        clifford = cliffords[name]
+        kind = (op.name, *op.params)
+        if kind not in cliffords:
+            cliffords[kind] = _clifford_2q(op)
+        clifford = cliffords[kind]
         if clifford is None:
             out.append(op, inst.qubits, inst.clbits)
             continue

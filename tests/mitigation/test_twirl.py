@@ -47,6 +47,21 @@ def test_twirling_keeps_the_unitary_and_the_two_qubit_gates_on_every_isa(name):
     assert circuit_key(again.circuit) == circuit_key(circuits[1])
 
 
+def test_only_clifford_angles_of_a_gate_are_twirled():
+    """rzz(pi/2) is a Clifford and is twirled; rzz(0.3), the same gate name, is not one and
+    stays as it is: every draw keeps the operator."""
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import Operator
+
+    qc = QuantumCircuit(2)
+    qc.rzz(np.pi / 2, 0, 1)
+    qc.rzz(0.3, 0, 1)
+    for draw in range(8):
+        twirled = twirl_gates(qc, None, draw)
+        assert Operator(qc).equiv(Operator(twirled)), draw
+        assert twirled.count_ops()["barrier"] == 2  # the Clifford one alone, fenced
+
+
 def test_a_device_without_x_is_refused_with_its_gates_named():
     from qiskit import QuantumCircuit
 
