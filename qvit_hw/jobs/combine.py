@@ -13,7 +13,7 @@ The last step of mitiq's construct -> execute -> combine; nothing here talks to 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -151,8 +151,6 @@ def _copy_histograms(
 def split_rows(calls: Sequence[QNNCall], k: int) -> list[list[QNNCall]]:
     """Each call's rows dealt over ``k`` draws (row i to draw i mod k): per draw, the
     calls that have rows there, in call order (`merge_rows` puts them back)."""
-    from dataclasses import replace
-
     return [[replace(c, angles=c.angles[r::k]) for c in calls if len(c.angles) > r]
             for r in range(k)]  # fmt: skip
 

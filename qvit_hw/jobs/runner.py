@@ -93,14 +93,12 @@ class QNNRunner:
         if key not in self._templates:
             from ..transpile import circuit_key, template_for
 
-            if draw is not None:  # same copies and gates as the scale's: no stats of its own
+            if draw is not None:
                 from ..mitigation.twirl import twirl_compiled
 
                 base = self.template(spec, scale).compiled
                 compiled = twirl_compiled(base, self._basis, draw, seed=self.config.seed)
-                self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
-                return self._templates[key]
-            if scale == 1:
+            elif scale == 1:
                 compiled = template_for(
                     spec,
                     self.backend.target.device,
@@ -119,13 +117,14 @@ class QNNRunner:
                     seed=self.config.seed,
                 )
             self._templates[key] = Template(compiled, circuit_key(compiled.circuit))
-            self.stats.templates[compiled.circuit.name] = {
-                "copies": compiled.copies,
-                "placements": [list(p) for p in compiled.placements],
-                "depth": compiled.depth,
-                "two_qubit_gates": compiled.two_qubit_gates,
-                "swaps": compiled.swaps,
-            }
+            if draw is None:  # a draw has its scale's copies and gates: no stats of its own
+                self.stats.templates[compiled.circuit.name] = {
+                    "copies": compiled.copies,
+                    "placements": [list(p) for p in compiled.placements],
+                    "depth": compiled.depth,
+                    "two_qubit_gates": compiled.two_qubit_gates,
+                    "swaps": compiled.swaps,
+                }
         return self._templates[key]
 
     def plan(
@@ -190,12 +189,12 @@ class QNNRunner:
         they are in flight together): per group, estimates for every row of every call."""
         scales = self.scales
         plans = [self.data_plans(calls, shots) for calls, shots in groups]
-        results = self.scheduler.execute([j for d in plans for j in jobs_of(d)], description)
+        jobs = [jobs_of(dealt) for dealt in plans]
+        results = self.scheduler.execute([j for group in jobs for j in group], description)
         out, start = [], 0
-        for (calls, _), dealt in zip(groups, plans, strict=True):
-            count = len(jobs_of(dealt))
-            estimates = self._estimates(calls, dealt, results[start : start + count])
-            start += count
+        for (calls, _), dealt, group in zip(groups, plans, jobs, strict=True):
+            estimates = self._estimates(calls, dealt, results[start : start + len(group)])
+            start += len(group)
             self.stats.calls += len(calls)
             self.stats.rows += sum(p.rows for *_, p in dealt[0])
             self.stats.unique_rows += sum(p.unique_rows for *_, p in dealt[0])
